@@ -1,0 +1,1 @@
+"""Package data files (reference tables shipped with flowbureau)."""
