@@ -1,0 +1,1 @@
+"""Bank export profiles shipped with flowbureau (TOML data files; see ``formats.profiles``)."""
