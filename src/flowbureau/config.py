@@ -19,7 +19,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowbureau.anomaly.settings import AnomalySettings
+from flowbureau.cleaning.settings import IngestSettings
 from flowbureau.errors import ConfigurationError
+from flowbureau.identity.settings import IdentitySettings
+from flowbureau.scoring.settings import ScoringSettings
+from flowbureau.service.settings import ServiceSettings
+from flowbureau.storage.settings import WarehouseSettings
 
 DEV_SECRET_PREFIX = "dev-insecure-"
 """Every development default secret starts with this, so production can recognise them."""
@@ -67,6 +73,16 @@ class Settings(BaseSettings):
         default=SecretStr(DEV_SECRET_PREFIX + "secret-key-change-me-00000000000"),
         description="Signs session tokens (JWT) and CSRF tokens.",
     )
+    sms_backend: str = Field(
+        default="console",
+        description="Where SMS codes go: console (print), file:PATH (JSON lines) or an http(s) URL.",
+    )
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

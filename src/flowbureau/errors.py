@@ -132,3 +132,33 @@ class IntegrityError(FlowbureauError):
 
 class ModelError(FlowbureauError):
     """A model cannot be trained, loaded or applied (bad artefact, incompatible version)."""
+
+
+class BundleError(InputError):
+    """A contribution bundle is refused (malformed, replayed, out of order, oversize, wrongly
+    signed, or not matching its manifest); nothing of it is stored. Subclasses in
+    :mod:`flowbureau.transport.bundle` say which."""
+
+
+class LedgerError(FlowbureauError):
+    """The consortium log refuses an operation: a governance change without quorum, an unknown
+    or revoked member, a witness refusing to cosign (subclasses in :mod:`flowbureau.ledger`).
+    A batch that breaks the contract is bad input instead (an :class:`InputError`)."""
+
+
+class ModelInputError(InputError, ValueError):
+    """Features or labels given to a model are unusable (wrong columns, types or labels).
+
+    Also a ``ValueError`` so that scikit-learn tooling (estimator checks, pipelines) treats it
+    like its own input errors.
+    """
+
+
+class IncompleteError(InputError):
+    """Required information is missing; ``missing_fields`` names every missing field at once,
+    so a user can complete them all in one go (``field`` is the first of them)."""
+
+    def __init__(self, message: str, *, missing_fields: Sequence[str]) -> None:
+        self.missing_fields = tuple(missing_fields)
+        first = self.missing_fields[0] if self.missing_fields else None
+        super().__init__(f"{message}: missing {', '.join(self.missing_fields)}", field=first)

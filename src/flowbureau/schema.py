@@ -26,9 +26,14 @@ from stdnum.exceptions import ValidationError as _StdnumValidationError
 from flowbureau.errors import FlowbureauError
 
 __all__ = [
+    "ACCOUNT_SCHEMA",
     "CURRENCY_EXPONENTS",
+    "DUPLICATE_SCHEMA",
+    "OUTLIER_SCHEMA",
+    "PAYMENT_LINK_SCHEMA",
     "QUARANTINE_SCHEMA",
     "RAW_ENTRY_SCHEMA",
+    "SOURCE_FILE_SCHEMA",
     "STATEMENT_SCHEMA",
     "STORED_TRANSACTION_SCHEMA",
     "TRANSACTION_SCHEMA",
@@ -287,3 +292,86 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 """Records that could not be admitted (missing required fields, unrepresentable amounts),
 with the reason and enough lineage to find and fix them at the source."""
+
+ACCOUNT_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("bank_id", pa.string(), nullable=False),
+        pa.field("enterprise_id", pa.string()),
+        pa.field("owner_name", pa.string()),
+        pa.field("owner_name_norm", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_location", pa.string(), nullable=False),
+        pa.field("file_sha256", pa.string(), nullable=False),
+        pa.field("ingest_id", pa.string(), nullable=False),
+        pa.field("recorded_at", UTC_TIMESTAMP, nullable=False),
+    ]
+)
+"""What is known about an account (pseudonymous ``account_id``): its bank, owner enterprise,
+name and currency. ``source`` is ``register`` (a bank's account register, authoritative)
+or ``statement`` (facts printed on a statement). The ``accounts`` view keeps the latest row per
+account, register rows first."""
+
+SOURCE_FILE_SCHEMA = pa.schema(
+    [
+        pa.field("file_sha256", pa.string(), nullable=False),
+        pa.field("bank_id", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("format", pa.string()),
+        pa.field("profile", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("statements", pa.int64(), nullable=False),
+        pa.field("records", pa.int64(), nullable=False),
+        pa.field("new_records", pa.int64(), nullable=False),
+        pa.field("duplicates", pa.int64(), nullable=False),
+        pa.field("quarantined", pa.int64(), nullable=False),
+        pa.field("pending", pa.int64(), nullable=False),
+        pa.field("ingest_id", pa.string(), nullable=False),
+        pa.field("ingested_at", UTC_TIMESTAMP, nullable=False),
+    ]
+)
+"""One row per file an ingest run met (the ``sources`` view). ``status`` is ``ingested`` or
+``duplicate_file`` (its SHA-256 was already ingested; nothing of it was stored again).
+``records`` = ``new_records`` + ``duplicates`` + ``quarantined`` (booked entries only)."""
+
+DUPLICATE_SCHEMA = pa.schema(
+    [
+        pa.field("tx_id", pa.string(), nullable=False),
+        pa.field("bank_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_location", pa.string(), nullable=False),
+        pa.field("file_sha256", pa.string(), nullable=False),
+        pa.field("ingest_id", pa.string(), nullable=False),
+    ]
+)
+"""Entries not stored because an entry with the same ``tx_id`` was already stored (``kind``
+``existing``: overlapping statement periods) or came earlier in the same batch (``in_batch``).
+Whole duplicate files are counted in ``sources`` instead."""
+
+PAYMENT_LINK_SCHEMA = pa.schema(
+    [
+        pa.field("tx_id", pa.string(), nullable=False),
+        pa.field("payment_link_id", pa.string(), nullable=False),
+        pa.field("linked_tx_id", pa.string(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("matched_by", pa.string(), nullable=False),
+        pa.field("match_score", pa.int32(), nullable=False),
+        pa.field("day_gap", pa.int32(), nullable=False),
+        pa.field("ingest_id", pa.string(), nullable=False),
+    ]
+)
+"""The ``payment_links`` annotation: two rows per link, one for the payer's debit
+(``role`` = ``payer``) and one for the payee's credit (``payee``), each naming the other."""
+
+OUTLIER_SCHEMA = pa.schema(
+    [
+        pa.field("tx_id", pa.string(), nullable=False),
+        pa.field("robust_z", pa.float64(), nullable=False),
+        pa.field("quality_flags", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""The ``outliers`` annotation: entries whose log-amount is far from their account's usual
+amounts in the same direction; ``quality_flags`` (``["outlier"]``) joins the view's flags."""

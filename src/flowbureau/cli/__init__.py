@@ -61,3 +61,33 @@ def main() -> None:
     except FlowbureauError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+from flowbureau.cli import service as _service  # noqa: E402
+
+app.command("serve")(_service.serve)
+app.add_typer(_service.admin_app, name="admin")
+app.add_typer(_service.audit_app, name="audit")
+app.add_typer(_service.db_app, name="db")
+
+from flowbureau.cli import data as _data  # noqa: E402
+
+app.command("ingest")(_data.ingest)
+app.command("sql")(_data.sql)
+app.command("inspect")(_data.inspect)
+
+from flowbureau.cli import synth as _synth  # noqa: E402
+
+app.command("synth")(_synth.synth)
+
+from flowbureau.cli import score as _score  # noqa: E402
+
+app.add_typer(_score.app, name="score")
+
+from flowbureau.cli import graph as _graph  # noqa: E402
+
+app.add_typer(_graph.app, name="graph")
+
+from flowbureau.cli import anomaly as _anomaly  # noqa: E402
+
+app.add_typer(_anomaly.app, name="anomaly")

@@ -13,6 +13,19 @@ Rules:
   errors: they are emitted as entries and quarantined later by the cleaning step, so that a
   bank can see every problem of a file in one pass.
 - Pending / informational entries go to ``pending`` (reported, never stored).
+- The INVALID rule: an entry that is readable but cannot be admitted as it stands (its amount
+  has more decimals than its currency allows, a required value such as the date or the amount
+  is empty, ...) is emitted in ``entries`` with ``status = "INVALID:<reason>"``,
+  ``amount_minor = 0`` and its original text in ``raw_text``. Money is never rounded or
+  altered to make it fit. The cleaning step quarantines every entry whose status starts with
+  ``INVALID:`` with that reason and never stores it; :func:`reconcile` therefore shows such a
+  file as not reconciling, which is the truth.
+- Statement-level problems that do not make the file unreadable (a balance in another
+  currency, a summary row whose totals disagree with the entries, a running balance that
+  jumps) are listed in ``ParsedStatement.warnings`` with their line or path.
+- ``reconcile`` is the one balance check every format shares: closing minus (opening plus
+  the sum of the entries); ``None`` when the statement states no opening or no closing
+  balance or its entries are not all in the statement currency.
 """
 
 from __future__ import annotations
@@ -23,8 +36,20 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flowbureau.schema import RAW_ENTRY_SCHEMA
+
+BOOKED = "BOOK"
+"""``status`` of a booked entry (the only kind that is stored)."""
+
+INVALID_PREFIX = "INVALID:"
+"""``status`` prefix of a readable entry that must be quarantined (see the module rules)."""
+
+
+def invalid_status(reason: str) -> str:
+    """The ``status`` of an entry quarantined for ``reason``."""
+    return f"{INVALID_PREFIX}{reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +100,35 @@ class StatementReader(ABC):
     @abstractmethod
     def read(self, path: Path) -> list[ParsedStatement]:
         """Parse the whole file; raise ``InputError`` with a location on malformed input."""
+
+
+class BytesStatementReader(StatementReader):
+    """A reader that parses a file's content from memory, so ``read_file`` reads each file once."""
+
+    def read(self, path: Path) -> list[ParsedStatement]:
+        """Read ``path`` and parse it (see :meth:`parse`)."""
+        return self.parse(path.read_bytes(), path)
+
+    @abstractmethod
+    def parse(self, data: bytes, path: Path) -> list[ParsedStatement]:
+        """Parse ``data``, the content of ``path`` (named in errors and warnings)."""
+
+
+def reconcile(statement: ParsedStatement) -> int | None:
+    """Closing balance minus (opening balance + sum of the entries), in minor units.
+
+    0 means the statement reconciles. ``None`` when it cannot be checked: no opening or no
+    closing balance stated, or an entry in another currency than the statement. Entries with
+    an ``INVALID:`` status count as 0 (their amount could not be admitted), so a file with
+    such entries does not reconcile unless the quarantined amounts net to zero.
+    """
+    facts = statement.facts
+    if facts.opening_balance_minor is None or facts.closing_balance_minor is None:
+        return None
+    entries = statement.entries
+    if entries.num_rows:
+        currencies = pc.unique(entries.column("currency")).to_pylist()
+        if currencies != [facts.currency]:
+            return None
+    total = pc.sum(entries.column("amount_minor")).as_py() or 0
+    return int(facts.closing_balance_minor - (facts.opening_balance_minor + total))

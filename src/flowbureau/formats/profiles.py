@@ -15,6 +15,7 @@ match = ["交易时间", "借方发生额"]    # headers that must all be presen
 date_formats = ["%Y-%m-%d", "%Y%m%d"]
 time_formats = ["%H:%M:%S"]
 summary_markers = ["合计", "总计"]   # a row whose first non-empty cell starts with one is a summary
+default_currency = "CNY"           # when neither a currency column nor the preamble states one
 
 [columns]                          # canonical field -> header names
 date = ["交易日期"]
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from flowbureau.errors import InputError
+from flowbureau.schema import CURRENCY_EXPONENTS
 
 COLUMN_FIELDS = (
     "date",
@@ -91,6 +93,7 @@ class Profile:
     direction_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     preamble: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "<builtin>"
+    default_currency: str = "CNY"
 
     def headers(self, canonical: str) -> tuple[str, ...]:
         """Header names that map to canonical field ``canonical`` (empty if unmapped)."""
@@ -138,6 +141,13 @@ def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
             f"unknown preamble field(s) {sorted(unknown_pre)}", file=source, field="preamble"
         )
     direction_raw = data.get("direction_values", {})
+    default_currency = str(data.get("default_currency", "CNY"))
+    if default_currency not in CURRENCY_EXPONENTS:
+        raise InputError(
+            f"{default_currency!r} is not an ISO 4217 currency code",
+            file=source,
+            field="default_currency",
+        )
     return Profile(
         name=str(data["name"]),
         title=str(data.get("title", data["name"])),
@@ -158,6 +168,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
             k: _strings(v, key=f"preamble.{k}", source=source) for k, v in preamble_raw.items()
         },
         source=source,
+        default_currency=default_currency,
     )
 
 

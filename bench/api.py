@@ -1,0 +1,267 @@
+"""Open API latency and throughput: the score route against ``/healthz`` on the same server.
+
+The real service runs under uvicorn with 2 worker processes on loopback, on a fresh SQLite
+database holding one institution (API key scoped ``view_score``), one enterprise with a live
+consent to it, and one evaluation in the score history. Each route is loaded in the same run,
+alternately (healthz, score, healthz, score), by ``wrk`` when it is installed (``apt-get
+install wrk``), else by a bounded httpx async load generator; both run on the same machine as
+the server, so the absolute numbers include the load generator's share of the CPUs and the
+ratio is the comparison that matters.
+
+A score read is the full path: API-key authentication (SHA-256 lookup), the per-key rate limit
+(set high here so that it never refuses), the consent check, an audit entry appended to the
+hash chain and committed, and the score history read. ``/healthz`` runs one ``SELECT 1``.
+
+Goals: score throughput at least half of ``/healthz``'s; score p99 under 25 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Report, parse_args  # noqa: E402
+
+CODE = "91350100M000100Y43"
+
+
+@dataclass
+class Load:
+    """One measurement of one route."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds
+
+
+def _seed(env: dict[str, str]) -> str:
+    """Create the institution, key, enterprise, consent and evaluation; return the API key."""
+    script = f"""
+from datetime import UTC, datetime, timedelta
+from flowbureau.config import get_settings
+from flowbureau.scoring.history import ScoreEvaluation, record_evaluations
+from flowbureau.service import accounts, apikeys, consent, profiles
+from flowbureau.service.app import prepare_database
+from flowbureau.service.context import build_context
+from flowbureau.service.demo import _new_enterprise_user
+from flowbureau.service.models import Operation, Purpose, Role
+from flowbureau.service.principals import Principal
+from flowbureau.service.schemas import ProfileUpdate
+from flowbureau.storage.database import session_scope
+
+settings = get_settings()
+prepare_database(settings)
+context = build_context(settings)
+now = datetime.now(UTC)
+with session_scope(context.sessions) as db:
+    bank = accounts.create_institution(db, name="Bench Bank", now=now)
+    _row, key = apikeys.create_api_key(db, institution_id=bank.id, scopes=["view_score"], now=now)
+    user = _new_enterprise_user(db, context, "13800138000", "bench password 1", "测试科技有限公司")
+    owner = Principal(kind="user", id=user.id, role=Role.ENTERPRISE, enterprise_id=user.enterprise_id)
+    profiles.replace_profile(db, principal=owner, update=ProfileUpdate(name="测试科技有限公司", credit_code="{CODE}"),
+        vault=context.vault, pseudonym_key=b"k", request_id=None, now=now)
+    consent.grant_consent(db, principal=owner, institution_id=bank.id, purpose=Purpose.PRE_LOAN_REVIEW,
+        scopes=[Operation.VIEW_SCORE], expires_at=now + timedelta(days=30), max_days=366,
+        request_id=None, now=now)
+    record_evaluations(db, [ScoreEvaluation(enterprise_id="{CODE}", as_of=now.date(), computed_at=now,
+        model_name="credit", model_version=1, score=641, pd=0.0052, grade="BBB", grade_rank=3,
+        reasons=[{{"feature": "inflow_growth_12m", "description": "inflows fell", "points_lost": 12.0}}],
+        cases=[], features={{}}, data_summary={{}}, sources=["transactions"], data_fingerprint="b")],
+        pd_jump=0.05, now=now)
+context.close()
+print(key)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"seeding failed:\n{done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> Load:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def latency(percent: str) -> float:
+        found = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not found:
+            raise SystemExit(f"cannot read the {percent}th percentile from wrk:\n{out}")
+        value, unit = float(found.group(1)), found.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
+    if not total:
+        raise SystemExit(f"cannot read the request count from wrk:\n{out}")
+    elapsed = float(total.group(2)) / (1000 if total.group(3) == "ms" else 1)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return Load(int(total.group(1)), elapsed, latency("50"), latency("99"), errors)
+
+
+async def _httpx(url: str, headers: dict[str, str], seconds: int, connections: int) -> Load:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=10) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                response = await client.get(url)
+                latencies.append((time.perf_counter() - start) * 1000)
+                errors += response.status_code != 200
+
+        begun = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - begun
+    latencies.sort()
+    return Load(
+        len(latencies),
+        elapsed,
+        latencies[len(latencies) // 2],
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        errors,
+    )
+
+
+def _combine(parts: list[Load]) -> Load:
+    """Two rounds of one route: summed counts, request-weighted percentiles."""
+    total = sum(p.requests for p in parts)
+    return Load(
+        total,
+        sum(p.seconds for p in parts),
+        sum(p.p50_ms * p.requests for p in parts) / total,
+        sum(p.p99_ms * p.requests for p in parts) / total,
+        sum(p.errors for p in parts),
+    )
+
+
+def main() -> None:
+    """Run the benchmark and print the report."""
+    args = parse_args(
+        __doc__.splitlines()[0],
+        connections={"type": int, "default": 16, "help": "concurrent connections (default 16)"},
+        seconds={"type": int, "default": None, "help": "seconds per round (default 8, quick 3)"},
+    )
+    seconds = args.seconds or (3 if args.quick else 8)
+    root = Path(tempfile.mkdtemp(prefix="fb-bench-api-"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLOWBUREAU_")},
+        "FLOWBUREAU_ENV": "test",
+        "FLOWBUREAU_DATA_DIR": str(root / "data"),
+        "FLOWBUREAU_SMS_BACKEND": f"file:{root / 'sms.jsonl'}",
+        "FLOWBUREAU_SERVICE__API_KEY_REQUESTS_PER_MINUTE": "100000000",
+        "FLOWBUREAU_SERVICE__WEBHOOK_POLL_SECONDS": "0",
+    }
+    key = _seed(env)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "flowbureau.service.app:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--log-level", "warning",
+         "--no-access-log"],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    generator = "wrk" if shutil.which("wrk") else "httpx"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit("the server did not start")
+        routes = {
+            "healthz": (base + "/healthz", {}),
+            "score": (
+                f"{base}/v1/enterprises/{CODE}/score?purpose=pre_loan_review",
+                {"Authorization": f"Bearer {key}"},
+            ),
+        }
+        check = httpx.get(routes["score"][0], headers=routes["score"][1])
+        if check.status_code != 200 or check.json().get("grade") != "BBB":
+            raise SystemExit(f"the score route does not answer as expected: {check.text}")
+
+        def measure(name: str, span: int) -> Load:
+            url, headers = routes[name]
+            if generator == "wrk":
+                return _wrk(url, headers, span, args.connections)
+            return asyncio.run(_httpx(url, headers, span, args.connections))
+
+        for name in routes:  # warm-up: connections, caches, the workers' first requests
+            measure(name, 1)
+        rounds: dict[str, list[Load]] = {name: [] for name in routes}
+        for _ in range(2):
+            for name in routes:
+                rounds[name].append(measure(name, seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        shutil.rmtree(root, ignore_errors=True)
+    health, score = _combine(rounds["healthz"]), _combine(rounds["score"])
+    report = Report(
+        "api",
+        f"GET score vs /healthz, uvicorn 2 workers, {args.connections} connections, {generator}",
+        ["route", "requests", "req/s", "p50 ms", "p99 ms", "errors"],
+    )
+    for name, load in (("/healthz", health), ("/v1/enterprises/{code}/score", score)):
+        report.row(name, load.requests, round(load.rps, 1), round(load.p50_ms, 2),
+                   round(load.p99_ms, 2), load.errors)
+    ratio = score.rps / health.rps
+    report.figures.update(
+        {
+            "generator": generator,
+            "connections": args.connections,
+            "seconds_per_round": seconds,
+            "healthz_rps": health.rps,
+            "healthz_p50_ms": health.p50_ms,
+            "healthz_p99_ms": health.p99_ms,
+            "score_rps": score.rps,
+            "score_p50_ms": score.p50_ms,
+            "score_p99_ms": score.p99_ms,
+            "errors": health.errors + score.errors,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    report.goal("score_throughput_vs_healthz", ratio, 0.5, higher_is_better=True)
+    report.goal("score_p99_ms", score.p99_ms, 25.0, higher_is_better=False)
+    report.print()
+    if health.errors or score.errors:
+        raise SystemExit(f"{health.errors + score.errors} requests failed")
+
+
+if __name__ == "__main__":
+    main()

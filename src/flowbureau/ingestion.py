@@ -1,0 +1,889 @@
+"""The ingest pipeline: bank files -> read -> clean -> warehouse, streaming, in batches.
+
+Rules:
+- ``ingest`` expands directories recursively (hidden files skipped, sorted paths), infers each
+  file's bank from a ``banks/<bank_id>/`` path component unless ``bank_id`` is given, and
+  reads every bank's account registers before any statement, so enterprise ids and
+  own-account transfers are known when statements are cleaned.
+- Statements stream: files are read one at a time and buffered per bank until the buffer
+  holds ``settings.ingest.chunk_rows`` entries; then the buffer becomes one :class:`Batch`
+  (cleaned by vectorised SQL, :mod:`flowbureau.cleaning.batch`) and is committed with
+  :func:`commit_batch`. Memory is bounded by one batch plus the largest file.
+- A file whose SHA-256 was already ingested (before, or earlier in this run) stores nothing:
+  it is counted as a duplicate file with all its records as duplicates. Entries whose
+  ``tx_id`` is already stored (overlapping statement periods) or repeats within a batch are
+  counted as duplicates and not stored again.
+- A run is one warehouse transaction: batches are staged as they fill, and after the last
+  one the cross-bank payment links and the outlier flags of the touched banks are
+  recomputed, then everything is published at once. Any error (a malformed file, a broken
+  rules file) aborts the run and nothing of it becomes visible; a crash is rolled back when
+  the next writer opens the warehouse. Re-running the same input is always safe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flowbureau.cleaning import batch as batch_sql
+from flowbureau.cleaning import links, outliers
+from flowbureau.cleaning.identifiers import pseudonym_key, pseudonymise, statement_id
+from flowbureau.cleaning.normalise import map_distinct, normalise_name
+from flowbureau.cleaning.rules import RuleSet, load_rules, rule_files
+from flowbureau.config import Settings, get_settings
+from flowbureau.errors import FlowbureauError, InputError
+from flowbureau.formats import (
+    BOOKED,
+    FORMATS,
+    INVALID_PREFIX,
+    ParsedStatement,
+    ReadResult,
+    read_file,
+    reconcile,
+)
+from flowbureau.formats.register import RegisterReader
+from flowbureau.schema import (
+    ACCOUNT_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RAW_ENTRY_SCHEMA,
+    SOURCE_FILE_SCHEMA,
+    STATEMENT_SCHEMA,
+    STORED_TRANSACTION_SCHEMA,
+    is_valid_credit_code,
+)
+from flowbureau.storage import vault
+from flowbureau.storage.engine import Engine
+from flowbureau.storage.warehouse import (
+    TablePart,
+    Warehouse,
+    WarehouseWriter,
+    new_batch_id,
+    validate_bank_id,
+)
+
+__all__ = ["Batch", "FileProblem", "IngestReport", "commit_batch", "infer_bank_id", "ingest"]
+
+REGISTER_SUFFIXES = frozenset({".csv", ".xlsx"})
+"""Extensions an account register can have (others are never sniffed as one)."""
+REGISTER_HEAD_BYTES = 16 << 10
+MIN_FILES_FOR_POOL = 32
+"""Fewer statement files than this are read in-process (a pool costs ~1 s to start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileProblem:
+    """Something a user should look at in one input file (the run still succeeded)."""
+
+    file: str
+    kind: str
+    message: str
+    location: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        """``{"file", "kind", "message", "location"}``."""
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "message": self.message,
+            "location": self.location,
+        }
+
+
+@dataclass
+class IngestReport:
+    """What one ``ingest`` run did. ``records`` = ``new_records + duplicates + quarantined``."""
+
+    ingest_id: str
+    files: int = 0
+    records: int = 0
+    new_records: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    payment_links: int = 0
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+    problems: list[FileProblem] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The run summary as JSON-ready data (``outflow_minor`` is a positive magnitude)."""
+        return {
+            "files": self.files,
+            "records": self.records,
+            "new_records": self.new_records,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "payment_links": self.payment_links,
+            "totals": {c: dict(v) for c, v in sorted(self.totals.items())},
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One bank's cleaned chunk, waiting in the writer's engine to be committed.
+
+    Its rows live in temp tables of :attr:`engine` (so nothing is copied into Python);
+    :meth:`records` / :meth:`statements` / :meth:`quarantine` materialise them as Arrow
+    tables in the stored schemas for whoever needs to inspect them before commit. They are
+    valid only until :func:`commit_batch` returns (the temp tables are then dropped).
+    """
+
+    batch_id: str
+    bank_id: str
+    ingest_id: str
+    engine: Engine
+    parts: tuple[TablePart, ...]
+
+    def _table(self, name: str, schema: pa.Schema) -> pa.Table:
+        for part in self.parts:
+            if part.table == name:
+                rows = self.engine.query(part.sql)
+                return rows.select(schema.names).cast(schema)
+        return schema.empty_table()
+
+    def records(self) -> pa.Table:
+        """The new transactions (``STORED_TRANSACTION_SCHEMA``) this batch stores."""
+        return self._table("transactions", STORED_TRANSACTION_SCHEMA)
+
+    def statements(self) -> pa.Table:
+        """Its statements (``STATEMENT_SCHEMA``)."""
+        return self._table("statements", STATEMENT_SCHEMA)
+
+    def quarantine(self) -> pa.Table:
+        """Its quarantined entries (``QUARANTINE_SCHEMA``)."""
+        return self._table("quarantine", QUARANTINE_SCHEMA)
+
+
+def commit_batch(writer: WarehouseWriter, batch: Batch) -> None:
+    """Commit one batch into the run's transaction: the single door into the warehouse.
+
+    Everything a batch stores (records, statements, quarantine, accounts, sources,
+    duplicates, vault rows) passes here together, so checks that must hold for every stored
+    record belong here, before ``stage_batch``: the consortium contract check and the
+    Merkle-log append run on ``batch.records()`` / ``batch.statements()`` and raise to refuse
+    the batch (which aborts the run: nothing of it is published).
+    """
+    writer.stage_batch(batch.batch_id, batch.parts)
+
+
+def infer_bank_id(path: Path) -> str | None:
+    """The ``<bank_id>`` of a ``.../banks/<bank_id>/...`` path, or None."""
+    parts = path.parts
+    for index in range(len(parts) - 2, -1, -1):
+        if parts[index] == "banks" and index + 1 < len(parts) - 1:
+            return parts[index + 1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    path: Path
+    bank_id: str
+
+
+def _expand(paths: Sequence[Path], bank_id: str | None) -> list[_Input]:
+    found: list[_Input] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            files = [path]
+        else:
+            raise InputError("no such file or directory", file=path)
+        for file in files:
+            bank = bank_id or infer_bank_id(file.resolve())
+            if bank is None:
+                raise InputError(
+                    "cannot tell which bank this file comes from: put it under a "
+                    "banks/<bank_id>/ directory or pass --bank",
+                    file=file,
+                    field="bank_id",
+                )
+            found.append(_Input(file, validate_bank_id(bank, file=file)))
+    return found
+
+
+def _record_count(entries: pa.Table) -> int:
+    status = entries.column("status")
+    booked = pc.or_(pc.equal(status, BOOKED), pc.starts_with(status, INVALID_PREFIX))
+    return int(pc.sum(booked).as_py() or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A buffer of one bank's files, prepared for SQL (see :mod:`flowbureau.cleaning.batch`)."""
+
+    entries: pa.Table
+    files: list[dict[str, Any]]
+    statements: list[dict[str, Any]]
+    clear: dict[str, str]
+    now: datetime
+
+
+class _Run:
+    """State of one ``ingest`` call (the writer, report, caches)."""
+
+    def __init__(
+        self, writer: WarehouseWriter, settings: Settings, rules: RuleSet, report: IngestReport
+    ) -> None:
+        self.writer = writer
+        self.engine = writer.engine
+        self.settings = settings
+        self.rules = rules
+        self.report = report
+        self.key = pseudonym_key()
+        self.banks: set[str] = set()
+        self.duplicate_files: dict[str, list[dict[str, Any]]] = {}
+        known = self.engine.query(
+            "SELECT file_sha256, any_value(records) AS records FROM sources "
+            "WHERE status = 'ingested' GROUP BY file_sha256"
+        )
+        self.known_files: dict[str, int] = dict(
+            zip(
+                known.column("file_sha256").to_pylist(),
+                known.column("records").to_pylist(),
+                strict=True,
+            )
+        )
+
+    @property
+    def ingest_id(self) -> str:
+        return self.report.ingest_id
+
+    # -- registers ---------------------------------------------------------------------------
+
+    def add_registers(self, bank_id: str, results: Sequence[ReadResult]) -> None:
+        """Stage the account registers of one bank: account rows (+ vault) and source rows."""
+        if not results:
+            return
+        now = datetime.now(UTC)
+        accounts: list[dict[str, Any]] = []
+        sources: list[dict[str, Any]] = []
+        clear: dict[str, str] = {}
+        for result in results:
+            numbers = pa.array([r.account_number for r in result.accounts], pa.string())
+            pseudonyms, pairs = pseudonymise(numbers, self.key)
+            clear.update(pairs)
+            for record, pseudonym in zip(result.accounts, pseudonyms.to_pylist(), strict=True):
+                accounts.append(
+                    {
+                        "account_id": pseudonym,
+                        "bank_id": bank_id,
+                        "enterprise_id": record.credit_code,
+                        "owner_name": record.owner_name,
+                        "owner_name_norm": normalise_name(record.owner_name),
+                        "currency": record.currency,
+                        "source": "register",
+                        "source_file": str(result.path),
+                        "source_location": record.location,
+                        "file_sha256": result.sha256,
+                        "ingest_id": self.ingest_id,
+                        "recorded_at": now,
+                    }
+                )
+            sources.append(self._source_row(result, bank_id, now))
+        self.engine.register("r_accounts", pa.Table.from_pylist(accounts, schema=ACCOUNT_SCHEMA))
+        self.engine.register("r_sources", pa.Table.from_pylist(sources, schema=SOURCE_FILE_SCHEMA))
+        parts = (
+            TablePart("accounts", "SELECT * FROM r_accounts", bank_id),
+            TablePart("sources", "SELECT * FROM r_sources", bank_id),
+            *self._vault_parts(clear, bank_id),
+        )
+        commit_batch(
+            self.writer, Batch(new_batch_id(), bank_id, self.ingest_id, self.engine, parts)
+        )
+        for name in ("r_accounts", "r_sources", "v_candidates", "v_rows"):
+            self.engine.unregister(name)
+
+    def _source_row(
+        self,
+        result: ReadResult,
+        bank_id: str,
+        now: datetime,
+        *,
+        status: str = "ingested",
+        duplicates: int = 0,
+    ) -> dict[str, Any]:
+        return {
+            "file_sha256": result.sha256,
+            "bank_id": bank_id,
+            "source_file": str(result.path),
+            "format": result.format,
+            "profile": result.profile,
+            "status": status,
+            "statements": len(result.statements),
+            "records": duplicates,
+            "new_records": 0,
+            "duplicates": duplicates,
+            "quarantined": 0,
+            "pending": 0,
+            "ingest_id": self.ingest_id,
+            "ingested_at": now,
+        }
+
+    def _vault_parts(self, clear: dict[str, str], bank_id: str) -> list[TablePart]:
+        if not clear:
+            return []
+        files = [str(self.writer.root / f.path) for f in self.writer.manifest.files("vault")]
+        self.engine.register(
+            "v_candidates", pa.table({"pseudonym": pa.array(sorted(clear), pa.string())})
+        )
+        new = self.engine.query(vault.new_entries_sql(files, "v_candidates"))
+        wanted = new.column("pseudonym").to_pylist()
+        if not wanted:
+            return []
+        self.engine.register("v_rows", vault.seal({p: clear[p] for p in wanted}))
+        return [TablePart("vault", "SELECT * FROM v_rows", bank_id)]
+
+    # -- statements --------------------------------------------------------------------------
+
+    def flush(self, bank_id: str, buffer: list[ReadResult]) -> None:
+        """Clean and commit the buffered statement files of one bank as one batch."""
+        if not buffer:
+            return
+        now = datetime.now(UTC)
+        files: list[dict[str, Any]] = []
+        statements: list[dict[str, Any]] = []
+        tables: list[pa.Table] = []
+        clear: dict[str, str] = {}
+        for file_idx, result in enumerate(buffer):
+            pending = 0
+            for index, parsed in enumerate(result.statements):
+                stmt_idx = len(statements)
+                facts = parsed.facts
+                entries = parsed.entries
+                if facts.account_number is not None:
+                    entries = entries.set_column(
+                        0,
+                        "account_number",
+                        pc.fill_null(entries.column("account_number"), facts.account_number),
+                    )
+                account = facts.account_number
+                if account is None and entries.num_rows:
+                    numbers = pc.unique(entries.column("account_number").drop_null()).to_pylist()
+                    account = numbers[0] if len(numbers) == 1 else None
+                account_ids, pairs = pseudonymise(pa.array([account], pa.string()), self.key)
+                clear.update(pairs)
+                owner_code = facts.owner_id if facts.owner_id else None
+                if owner_code is not None and not is_valid_credit_code(owner_code):
+                    self.report.problems.append(
+                        FileProblem(
+                            str(result.path),
+                            "invalid_credit_code",
+                            f"statement owner id {owner_code!r} is not a valid unified social "
+                            "credit code; ignored",
+                            facts.location,
+                        )
+                    )
+                    owner_code = None
+                diff = reconcile(parsed)
+                statements.append(
+                    {
+                        "stmt_idx": stmt_idx,
+                        "file_idx": file_idx,
+                        "statement_id": statement_id(result.sha256, index),
+                        "location": facts.location,
+                        "account_id": account_ids[0].as_py(),
+                        "owner_name": facts.owner_name,
+                        "owner_name_norm": normalise_name(facts.owner_name),
+                        "owner_enterprise_id": owner_code,
+                        "currency": facts.currency,
+                        "opening_balance_minor": facts.opening_balance_minor,
+                        "closing_balance_minor": facts.closing_balance_minor,
+                        "period_start": facts.period_start,
+                        "period_end": facts.period_end,
+                        "reconciliation_diff_minor": diff,
+                        "pending": parsed.pending.num_rows,
+                    }
+                )
+                pending += parsed.pending.num_rows
+                self._statement_problems(result, parsed, account_ids[0].as_py())
+                count = entries.num_rows
+                entries = entries.append_column(
+                    "stmt_idx", pa.array(np.full(count, stmt_idx, dtype=np.int32))
+                ).append_column("entry_no", pa.array(np.arange(count, dtype=np.int32)))
+                tables.append(entries)
+            files.append(
+                {
+                    "file_idx": file_idx,
+                    "source_file": str(result.path),
+                    "file_sha256": result.sha256,
+                    "format": result.format,
+                    "profile": result.profile,
+                    "statements": len(result.statements),
+                    "pending": pending,
+                }
+            )
+        entries = pa.concat_tables(tables) if tables else None
+        if entries is None or entries.num_rows == 0:
+            entries = _EMPTY_ENTRIES
+        account_ids, pairs = pseudonymise(entries.column("account_number"), self.key)
+        clear.update(pairs)
+        counterparty_ids, pairs = pseudonymise(entries.column("counterparty_account"), self.key)
+        clear.update(pairs)
+        names = map_distinct(entries.column("counterparty_name"), normalise_name)
+        entries = (
+            entries.drop_columns(["account_number", "counterparty_account"])
+            .append_column("account_id", account_ids)
+            .append_column("counterparty_account", counterparty_ids)
+            .append_column("counterparty_name_norm", names)
+        )
+        self._clean_and_commit(bank_id, _Chunk(entries, files, statements, clear, now))
+
+    def _statement_problems(
+        self, result: ReadResult, parsed: ParsedStatement, account_id: str | None
+    ) -> None:
+        path = str(result.path)
+        location = parsed.facts.location
+        for warning in parsed.warnings:
+            kind = "reconciliation" if "does not reconcile" in warning else "warning"
+            self.report.problems.append(FileProblem(path, kind, warning, location))
+        if parsed.pending.num_rows:
+            self.report.problems.append(
+                FileProblem(
+                    path,
+                    "pending",
+                    f"{parsed.pending.num_rows} pending entries reported, not stored",
+                    location,
+                )
+            )
+        if account_id is None:
+            self.report.problems.append(
+                FileProblem(
+                    path,
+                    "no_account",
+                    "statement names no account; its entries are quarantined",
+                    location,
+                )
+            )
+
+    def _clean_and_commit(self, bank_id: str, chunk: _Chunk) -> None:
+        engine = self.engine
+        engine.register("b_entries", chunk.entries)
+        engine.register("b_files", pa.Table.from_pylist(chunk.files, schema=_FILES_SCHEMA))
+        engine.register(
+            "b_statements", pa.Table.from_pylist(chunk.statements, schema=_STATEMENTS_SCHEMA)
+        )
+        engine.execute(
+            "CREATE OR REPLACE TEMP TABLE b_accounts AS "
+            "SELECT account_id, enterprise_id, owner_name_norm FROM accounts"
+        )
+        engine.execute(batch_sql.standardise_sql(timezone=self.settings.timezone))
+        self._existing_ids(bank_id)
+        for statement in batch_sql.rows_sql(bank_id=bank_id, rules=self.rules):
+            engine.execute(statement)
+        engine.execute(
+            "CREATE OR REPLACE TEMP TABLE b_new AS "
+            + batch_sql.transactions_sql(ingest_id=self.ingest_id)
+        )
+        ingest_id, now = self.ingest_id, chunk.now
+        parts = (
+            TablePart("transactions", "SELECT * FROM b_new", bank_id),
+            TablePart(
+                "statements",
+                batch_sql.statements_sql(bank_id=bank_id, ingest_id=ingest_id, now=now),
+                bank_id,
+            ),
+            TablePart(
+                "quarantine",
+                batch_sql.quarantine_sql(bank_id=bank_id, ingest_id=ingest_id, now=now),
+                bank_id,
+            ),
+            TablePart(
+                "accounts",
+                batch_sql.accounts_sql(bank_id=bank_id, ingest_id=ingest_id, now=now),
+                bank_id,
+            ),
+            TablePart(
+                "sources",
+                batch_sql.sources_sql(bank_id=bank_id, ingest_id=ingest_id, now=now),
+                bank_id,
+            ),
+            TablePart("duplicates", batch_sql.duplicates_sql(ingest_id=ingest_id), bank_id),
+            *self._vault_parts(chunk.clear, bank_id),
+        )
+        counts = engine.query(
+            f"""SELECT count(*) FILTER (WHERE {batch_sql.BOOKED_OR_INVALID}) AS records,
+                       count(*) FILTER (WHERE reject_reason IS NOT NULL) AS quarantined
+                FROM b_std"""
+        ).to_pylist()[0]
+        new = engine.query(
+            "SELECT currency, count(*) AS n, "
+            "coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0) AS inflow, "
+            "coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0) AS outflow "
+            "FROM b_new GROUP BY currency"
+        ).to_pylist()
+        for reason in engine.query(
+            "SELECT source_file, reject_reason, count(*) AS n, "
+            "arg_min(location, stmt_idx::BIGINT * 4294967296 + entry_no) AS first "
+            "FROM b_std WHERE reject_reason IS NOT NULL GROUP BY ALL ORDER BY ALL"
+        ).to_pylist():
+            self.report.problems.append(
+                FileProblem(
+                    reason["source_file"],
+                    "quarantine",
+                    f"{reason['n']} entries quarantined: {reason['reject_reason']}",
+                    reason["first"],
+                )
+            )
+        batch = Batch(new_batch_id(), bank_id, self.ingest_id, engine, parts)
+        commit_batch(self.writer, batch)
+        stored = sum(int(row["n"]) for row in new)
+        self.report.records += int(counts["records"])
+        self.report.quarantined += int(counts["quarantined"])
+        self.report.new_records += stored
+        self.report.duplicates += int(counts["records"]) - int(counts["quarantined"]) - stored
+        for row in new:
+            totals = self.report.totals.setdefault(
+                row["currency"], {"inflow_minor": 0, "outflow_minor": 0}
+            )
+            totals["inflow_minor"] += int(row["inflow"])
+            totals["outflow_minor"] += int(row["outflow"])
+        if stored:
+            self.banks.add(bank_id)
+        for name in ("b_entries", "b_files", "b_statements", "v_candidates", "v_rows"):
+            engine.unregister(name)
+        for table in ("b_std", "b_rows", "b_new", "b_accounts"):
+            engine.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _existing_ids(self, bank_id: str) -> None:
+        months = (
+            self.engine.query(
+                "SELECT DISTINCT strftime(booked_at, '%Y-%m') AS m FROM b_std "
+                "WHERE status = 'BOOK' AND reject_reason IS NULL"
+            )
+            .column("m")
+            .to_pylist()
+        )
+        wanted = {_shift_month(m, d) for m in months for d in (-1, 0, 1)}
+        paths = [
+            self.writer.root / f.path
+            for f in self.writer.manifest.files("transactions")
+            if f.bank_id == bank_id and f.month in wanted
+        ]
+        self.engine.create_parquet_view("existing_ids", paths, STORED_TRANSACTION_SCHEMA)
+
+    def is_duplicate(self, bank_id: str, result: ReadResult) -> bool:
+        """True (and counted) when ``result``'s file was ingested before; else remember it."""
+        self.report.files += 1
+        known = self.known_files.get(result.sha256)
+        if known is None:
+            self.known_files[result.sha256] = sum(
+                _record_count(s.entries) for s in result.statements
+            )
+            return False
+        self.duplicate_files.setdefault(bank_id, []).append(
+            self._source_row(
+                result, bank_id, datetime.now(UTC), status="duplicate_file", duplicates=known
+            )
+        )
+        self.report.records += known
+        self.report.duplicates += known
+        self.report.problems.append(
+            FileProblem(
+                str(result.path),
+                "duplicate_file",
+                f"this file (SHA-256 {result.sha256[:12]}...) was already ingested; "
+                + (
+                    "its accounts were not recorded again"
+                    if result.format == "register"
+                    else f"its {known} records were not stored again"
+                ),
+            )
+        )
+        return True
+
+    def add_duplicate_files(self, bank_id: str) -> None:
+        """Record the files of ``bank_id`` skipped as duplicates (a ``sources`` row each)."""
+        rows = self.duplicate_files.pop(bank_id, [])
+        if not rows:
+            return
+        self.engine.register("d_sources", pa.Table.from_pylist(rows, schema=SOURCE_FILE_SCHEMA))
+        parts = (TablePart("sources", "SELECT * FROM d_sources", bank_id),)
+        commit_batch(
+            self.writer, Batch(new_batch_id(), bank_id, self.ingest_id, self.engine, parts)
+        )
+        self.engine.unregister("d_sources")
+
+    # -- after the last batch ----------------------------------------------------------------
+
+    def link_payments(self) -> None:
+        """Link new debits and credits across accounts and stage the annotation."""
+        if not self.banks:
+            return
+        engine = self.engine
+        for statement in links.candidates_sql(
+            ingest_id=self.ingest_id,
+            window_days=self.settings.ingest.link_window_days,
+            timezone=self.settings.timezone,
+        ):
+            engine.execute(statement)
+        for _ in range(links.MAX_ROUNDS):
+            for statement in links.ROUND_SQL:
+                engine.execute(statement)
+            if not engine.query("SELECT count(*) FROM link_round").column(0)[0].as_py():
+                break
+        count = int(engine.query("SELECT count(*) FROM link_pairs").column(0)[0].as_py())
+        if count:
+            self.writer.replace_annotation(
+                "payment_links", self.ingest_id, links.annotation_sql(ingest_id=self.ingest_id)
+            )
+        self.report.payment_links = count
+        for table in ("link_cand", "link_pairs", "link_round"):
+            engine.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def flag_outliers(self) -> None:
+        """Recompute the outlier annotation of every bank that received new records."""
+        options = self.settings.ingest
+        for bank_id in sorted(self.banks):
+            sql = outliers.outliers_sql(
+                "stored_transactions",
+                bank_id=bank_id,
+                min_history=options.outlier_min_history,
+                threshold=options.outlier_threshold,
+            )
+            self.engine.execute(f"CREATE OR REPLACE TEMP TABLE o_rows AS {sql}")
+            self.writer.replace_annotation("outliers", bank_id, "SELECT * FROM o_rows")
+            self.engine.execute("DROP TABLE o_rows")
+
+
+_FILES_SCHEMA = pa.schema(
+    [
+        ("file_idx", pa.int32()),
+        ("source_file", pa.string()),
+        ("file_sha256", pa.string()),
+        ("format", pa.string()),
+        ("profile", pa.string()),
+        ("statements", pa.int64()),
+        ("pending", pa.int64()),
+    ]
+)
+_STATEMENTS_SCHEMA = pa.schema(
+    [
+        ("stmt_idx", pa.int32()),
+        ("file_idx", pa.int32()),
+        ("statement_id", pa.string()),
+        ("location", pa.string()),
+        ("account_id", pa.string()),
+        ("owner_name", pa.string()),
+        ("owner_name_norm", pa.string()),
+        ("owner_enterprise_id", pa.string()),
+        ("currency", pa.string()),
+        ("opening_balance_minor", pa.int64()),
+        ("closing_balance_minor", pa.int64()),
+        ("period_start", pa.date32()),
+        ("period_end", pa.date32()),
+        ("reconciliation_diff_minor", pa.int64()),
+        ("pending", pa.int64()),
+    ]
+)
+
+
+def _empty_entries() -> pa.Table:
+    table = RAW_ENTRY_SCHEMA.empty_table()
+    return table.append_column("stmt_idx", pa.array([], pa.int32())).append_column(
+        "entry_no", pa.array([], pa.int32())
+    )
+
+
+_EMPTY_ENTRIES = _empty_entries()
+
+
+def _shift_month(month: str, delta: int) -> str:
+    year, number = int(month[:4]), int(month[5:7]) - 1 + delta
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+@dataclass(frozen=True)
+class _ReadOptions:
+    format: str
+    profile: str | None
+    profile_dirs: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A reader's error, carried back from a worker process whole (type, message, location)."""
+
+    kind: type[FlowbureauError]
+    args: tuple[Any, ...]
+    state: dict[str, Any]
+
+    def reraise(self) -> NoReturn:
+        error = self.kind.__new__(self.kind)
+        Exception.__init__(error, *self.args)
+        error.__dict__.update(self.state)
+        raise error
+
+
+def _read_one(path: Path, options: _ReadOptions) -> ReadResult | _Failure:
+    try:
+        return read_file(
+            path, format=options.format, profile=options.profile, profile_dirs=options.profile_dirs
+        )
+    except FlowbureauError as exc:
+        return _Failure(type(exc), exc.args, dict(exc.__dict__))
+
+
+class _Reader:
+    """Reads statement files in order, in worker processes when there are enough of them.
+
+    Parsing is Python-heavy (and a file is read whole), so with ``read_workers`` > 1 files are
+    parsed by a process pool (forkserver: no DuckDB threads are forked) while this process
+    cleans and stores; at most ``2 x workers`` parsed files wait in memory.
+    """
+
+    def __init__(self, options: _ReadOptions, workers: int) -> None:
+        self.options = options
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def results(self, paths: Sequence[Path]) -> Iterator[ReadResult]:
+        """``read_file`` of each path, in order; a reader's error is raised here as it was."""
+        if self.workers <= 1 or len(paths) < MIN_FILES_FOR_POOL:
+            for path in paths:
+                yield _unwrap(_read_one(path, self.options))
+            return
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        pending: deque[Future[ReadResult | _Failure]] = deque()
+        queue = iter(paths)
+        for path in queue:
+            pending.append(self._pool.submit(_read_one, path, self.options))
+            if len(pending) >= 2 * self.workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            next_path = next(queue, None)
+            if next_path is not None:
+                pending.append(self._pool.submit(_read_one, next_path, self.options))
+            yield _unwrap(result)
+
+    def close(self) -> None:
+        """Stop the worker processes (pending reads are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _unwrap(result: ReadResult | _Failure) -> ReadResult:
+    if isinstance(result, _Failure):
+        result.reraise()
+    return result
+
+
+def _is_register(path: Path) -> bool:
+    if path.suffix.lower() not in REGISTER_SUFFIXES:
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(REGISTER_HEAD_BYTES)
+    return RegisterReader().sniff(path, head).confidence > 0
+
+
+def ingest(
+    paths: Sequence[Path],
+    *,
+    bank_id: str | None = None,
+    format: str = "auto",
+    profile: str | None = None,
+    profile_dirs: Sequence[Path] = (),
+    rules: Path | None = None,
+    progress: bool = False,
+) -> IngestReport:
+    """Read, clean and store bank statement files and account registers (see module rules).
+
+    Raises :class:`InputError` (naming file, line or XML path, and field) on malformed input,
+    in which case nothing of the run is stored.
+    """
+    settings = get_settings()
+    rule_set = load_rules(rule_files(rules, settings.data_dir))
+    if bank_id is not None:
+        validate_bank_id(bank_id)
+    if format != "auto" and format not in FORMATS:
+        raise InputError(
+            f"unknown format {format!r}; known: auto, {', '.join(FORMATS)}", field="format"
+        )
+    inputs = _expand(paths, bank_id)
+    report = IngestReport(ingest_id="ing-" + new_batch_id())
+    warehouse = Warehouse(settings.warehouse_dir, settings.warehouse)
+    detect_registers = format == "auto" and profile is None
+    registers = {i.path for i in inputs if detect_registers and _is_register(i.path)}
+    chunk_rows = settings.ingest.chunk_rows
+
+    options = _ReadOptions(format, profile, tuple(profile_dirs))
+    workers = settings.ingest.read_workers or max(1, (os.cpu_count() or 1) - 1)
+    reader = _Reader(options, workers)
+
+    with warehouse.writer() as writer, _progress(progress) as bar, closing(reader):
+        task = bar.add_task("ingest", total=len(inputs))
+        run = _Run(writer, settings, rule_set, report)
+        by_bank: dict[str, list[_Input]] = {}
+        for item in inputs:
+            by_bank.setdefault(item.bank_id, []).append(item)
+        for bank, items in by_bank.items():
+            results = []
+            for item in items:
+                if item.path in registers:
+                    result = read_file(item.path, format="register")
+                    if not run.is_duplicate(bank, result):
+                        results.append(result)
+                    bar.advance(task)
+            run.add_registers(bank, results)
+        for bank, items in by_bank.items():
+            buffer: list[ReadResult] = []
+            rows = 0
+            statements = [i.path for i in items if i.path not in registers]
+            for result in reader.results(statements):
+                bar.advance(task)
+                if run.is_duplicate(bank, result):
+                    continue
+                if result.format == "register":
+                    run.add_registers(bank, [result])
+                    continue
+                buffer.append(result)
+                rows += sum(s.entries.num_rows for s in result.statements)
+                if rows >= chunk_rows:
+                    run.flush(bank, buffer)
+                    buffer, rows = [], 0
+            run.flush(bank, buffer)
+            run.add_duplicate_files(bank)
+        bar.update(task, description="link payments")
+        run.link_payments()
+        bar.update(task, description="flag outliers")
+        run.flag_outliers()
+        writer.publish()
+        bar.update(task, description="done")
+    return report

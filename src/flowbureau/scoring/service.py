@@ -1,0 +1,166 @@
+"""The scoring engine behind the service's provider and evaluator protocols.
+
+Rules:
+- :class:`ScoringProvider` implements :class:`~flowbureau.service.providers.
+  EnterpriseDataProvider`: scores come from the score history (the latest evaluation as of the
+  requested day or earlier; ``None`` when there is none), everything else (search, transaction
+  summaries, registration facts) from the provider it wraps, so the warehouse provider keeps
+  its job and a report shows the stored score.
+- :class:`ScoringEvaluator` implements :class:`~flowbureau.service.providers.Evaluator`: an
+  application is evaluated on the spot with the latest saved model, as of the application's
+  day, and the evaluation (with any alert) is stored in the request's database session, so it
+  commits or rolls back with the request. ``None`` while no model is saved or the warehouse
+  holds no entries of the enterprise before that day.
+- :class:`ModelCache` loads the model once per process and again only when a newer version is
+  saved (one directory listing per request).
+- :func:`plug_into` wires both into a :class:`~flowbureau.service.context.ServiceContext`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Sequence
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from flowbureau.config import Settings
+from flowbureau.scoring.evaluation import CreditEvaluator, Evaluation, newest_version
+from flowbureau.scoring.history import latest_evaluation, record_evaluations
+from flowbureau.service.context import ServiceContext
+from flowbureau.service.providers import (
+    EnterpriseDataProvider,
+    EnterpriseSummary,
+    Evaluator,
+    ReasonView,
+    ReportView,
+    ScoreView,
+    TransactionsSummaryView,
+)
+from flowbureau.storage.warehouse import Warehouse
+
+__all__ = ["ModelCache", "ScoringEvaluator", "ScoringProvider", "plug_into", "score_view"]
+
+
+def score_view(evaluation: Evaluation) -> ScoreView:
+    """The service's view of an evaluation: score, PD, grade, reasons (points lost)."""
+    return ScoreView(
+        credit_code=evaluation.enterprise_id,
+        as_of=evaluation.as_of,
+        pd=evaluation.pd,
+        score=evaluation.score,
+        grade=evaluation.grade,
+        reasons=[
+            ReasonView(
+                code=str(r["feature"]),
+                description=str(r["description"]),
+                points=round(float(r["points_lost"])),
+            )
+            for r in evaluation.reasons
+        ],
+        model_version=evaluation.model,
+        computed_at=evaluation.computed_at,
+    )
+
+
+class ScoringProvider:
+    """Scores from the score history; search, summaries and reports from ``base``."""
+
+    def __init__(self, db: Session, base: EnterpriseDataProvider) -> None:
+        self._db = db
+        self._base = base
+
+    def search(self, q: str, *, within: Collection[str], limit: int) -> Sequence[EnterpriseSummary]:
+        """The wrapped provider's search."""
+        return self._base.search(q, within=within, limit=limit)
+
+    def score(self, credit_code: str, as_of: date) -> ScoreView | None:
+        """The latest stored evaluation as of ``as_of`` or earlier."""
+        record = latest_evaluation(self._db, credit_code, as_of=as_of)
+        return None if record is None else score_view(Evaluation.from_record(record))
+
+    def transactions_summary(self, credit_code: str, as_of: date) -> TransactionsSummaryView | None:
+        """The wrapped provider's transaction summary."""
+        return self._base.transactions_summary(credit_code, as_of)
+
+    def report(self, credit_code: str, as_of: date) -> ReportView | None:
+        """The wrapped provider's report with the stored score."""
+        report = self._base.report(credit_code, as_of)
+        if report is None:
+            return None
+        return report.model_copy(update={"score": self.score(credit_code, as_of)})
+
+
+class ModelCache:
+    """The latest saved credit model, loaded once and reloaded when a newer one is saved."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._evaluator: CreditEvaluator | None = None
+
+    def get(self) -> CreditEvaluator | None:
+        """The evaluator of the newest model (``None`` while none is saved)."""
+        newest = newest_version(self._settings)
+        if newest is None:
+            return None
+        with self._lock:
+            if self._evaluator is None or self._evaluator.model_version != newest:
+                self._evaluator = CreditEvaluator.load(self._settings, version=newest)
+            return self._evaluator
+
+
+class ScoringEvaluator:
+    """Evaluates an application now, stores the evaluation in the request's session."""
+
+    def __init__(
+        self,
+        db: Session,
+        *,
+        models: ModelCache,
+        warehouse: Warehouse,
+        pd_jump: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._models = models
+        self._warehouse = warehouse
+        self._pd_jump = pd_jump
+        self._clock = clock
+
+    def evaluate(self, *, credit_code: str, as_of: date) -> ScoreView | None:
+        """Score the enterprise as of ``as_of`` (``None`` without a model or its data)."""
+        evaluator = self._models.get()
+        if evaluator is None:
+            return None
+        now = self._clock()
+        with self._warehouse.connect() as engine:
+            evaluations = evaluator.evaluate(engine, as_of, enterprises=[credit_code], now=now)
+        if not evaluations:
+            return None
+        record = evaluations[0].to_record()
+        record_evaluations(self._db, [record], pd_jump=self._pd_jump, now=now)
+        return score_view(Evaluation.from_record(record))
+
+
+def plug_into(context: ServiceContext) -> None:
+    """Serve scores from the score history and evaluate applications with the credit model."""
+    settings = context.settings
+    warehouse = Warehouse(settings.warehouse_dir, settings.warehouse)
+    models = ModelCache(settings)
+    base_factory = context.provider_factory
+
+    def provider(db: Session) -> EnterpriseDataProvider:
+        return ScoringProvider(db, base_factory(db))
+
+    def evaluator(db: Session) -> Evaluator:
+        return ScoringEvaluator(
+            db,
+            models=models,
+            warehouse=warehouse,
+            pd_jump=settings.scoring.pd_jump_alert,
+            clock=context.clock,
+        )
+
+    context.provider_factory = provider
+    context.evaluator_factory = evaluator

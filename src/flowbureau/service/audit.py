@@ -1,0 +1,211 @@
+"""The audit log: an append-only, hash-chained record of every access to enterprise data.
+
+Rules:
+- Every read of an enterprise's data (allowed or denied) and every change an enterprise makes
+  to what others may see (profile, applications, consents) appends one :class:`AuditRecord`:
+  who (actor, role, institution), what (operation, resource, enterprise), why (purpose,
+  consent), when, and the outcome.
+- Entries are numbered ``1, 2, 3, ...`` (``seq``) and chained: ``hash`` is SHA-256 over a
+  canonical JSON of the entry's fields including ``prev_hash``, the previous entry's hash
+  (:data:`GENESIS_HASH` for the first). The ``audit_head`` row holds the last ``seq`` and
+  ``hash``; an append updates it first, which serialises concurrent appends on every backend.
+- :func:`verify` recomputes the chain and names the first broken row: an edited row, a missing
+  row, a re-linked row, or rows cut off the end (the head disagrees). Someone able to rewrite
+  the whole table *and* the head can forge a consistent chain; anchoring the head in the
+  consortium ledger closes that gap.
+- Appending never commits: the caller's unit of work decides (reads commit the entry at once,
+  see :func:`flowbureau.service.consent.require_access`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from flowbureau.errors import StorageError
+from flowbureau.service.models import AuditEntry, AuditHead
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditRecord",
+    "AuditVerification",
+    "append",
+    "entry_hash",
+    "list_entries",
+    "verify",
+]
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first entry."""
+
+HEAD_ID = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What one audit entry says, before it is numbered and chained."""
+
+    at: datetime
+    actor_kind: str
+    actor_id: str | None
+    role: str | None
+    operation: str
+    resource: str
+    outcome: str
+    institution_id: str | None = None
+    enterprise_id: str | None = None
+    credit_code: str | None = None
+    purpose: str | None = None
+    consent_id: str | None = None
+    reason: str | None = None
+    request_id: str | None = None
+
+
+_HASHED_FIELDS: tuple[str, ...] = (
+    "seq",
+    "at",
+    "actor_kind",
+    "actor_id",
+    "role",
+    "institution_id",
+    "enterprise_id",
+    "credit_code",
+    "purpose",
+    "consent_id",
+    "operation",
+    "resource",
+    "outcome",
+    "reason",
+    "request_id",
+    "prev_hash",
+)
+
+
+def entry_hash(fields: dict[str, object]) -> str:
+    """SHA-256 (hex) of the canonical JSON of an entry's :data:`_HASHED_FIELDS`."""
+    canonical = {}
+    for name in _HASHED_FIELDS:
+        value = fields[name]
+        canonical[name] = (
+            value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+        )
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(b"flowbureau-audit-v1\n" + payload.encode("utf-8")).hexdigest()
+
+
+def append(session: Session, record: AuditRecord) -> AuditEntry:
+    """Number, chain and add ``record`` to the log in ``session`` (not committed)."""
+    head = session.execute(
+        sa.update(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if head is None:
+        raise StorageError("the audit log has no head row: run `flowbureau db upgrade`")
+    fields: dict[str, object] = {**asdict(record), "seq": head.seq, "prev_hash": head.hash}
+    digest = entry_hash(fields)
+    entry = AuditEntry(**fields, hash=digest)
+    session.add(entry)
+    session.execute(
+        sa.update(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .values(hash=digest)
+        .execution_options(synchronize_session=False)
+    )
+    return entry
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification:
+    """Outcome of :func:`verify`: rows checked and the first broken row, if any."""
+
+    rows: int
+    head_seq: int
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole chain and the head agree."""
+        return self.problem is None
+
+
+def verify(session: Session) -> AuditVerification:
+    """Recompute the chain; report the first row whose content, link or number is wrong."""
+    head = session.get(AuditHead, HEAD_ID)
+    if head is None:
+        raise StorageError("the audit log has no head row: run `flowbureau db upgrade`")
+    expected_seq, prev_hash, rows = 1, GENESIS_HASH, 0
+    stream = session.execute(
+        sa.select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=500)
+    ).scalars()
+    for entry in stream:
+        rows += 1
+        if entry.seq != expected_seq:
+            return AuditVerification(
+                rows,
+                head.seq,
+                expected_seq,
+                f"row {expected_seq} is missing (the next row is {entry.seq}): deleted",
+            )
+        if entry.prev_hash != prev_hash:
+            return AuditVerification(
+                rows,
+                head.seq,
+                entry.seq,
+                f"row {entry.seq} does not link to row {entry.seq - 1} (prev_hash differs)",
+            )
+        fields = {name: getattr(entry, name) for name in _HASHED_FIELDS}
+        if entry_hash(fields) != entry.hash:
+            return AuditVerification(
+                rows,
+                head.seq,
+                entry.seq,
+                f"row {entry.seq} does not match its hash: edited after it was written",
+            )
+        expected_seq, prev_hash = entry.seq + 1, entry.hash
+    last_seq = expected_seq - 1
+    if head.seq != last_seq or head.hash != prev_hash:
+        return AuditVerification(
+            rows,
+            head.seq,
+            last_seq + 1,
+            f"the head says {head.seq} rows but the chain ends at row {last_seq}: "
+            "rows were cut off the end or the head was edited",
+        )
+    return AuditVerification(rows, head.seq)
+
+
+def list_entries(
+    session: Session,
+    *,
+    before_seq: int | None = None,
+    limit: int = 50,
+    credit_code: str | None = None,
+    actor_id: str | None = None,
+    institution_id: str | None = None,
+    operation: str | None = None,
+    outcome: str | None = None,
+) -> Sequence[AuditEntry]:
+    """Entries newest first, optionally only those before ``before_seq`` and matching filters."""
+    stmt = sa.select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
+    if before_seq is not None:
+        stmt = stmt.where(AuditEntry.seq < before_seq)
+    for column, value in (
+        (AuditEntry.credit_code, credit_code),
+        (AuditEntry.actor_id, actor_id),
+        (AuditEntry.institution_id, institution_id),
+        (AuditEntry.operation, operation),
+        (AuditEntry.outcome, outcome),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return session.execute(stmt).scalars().all()
