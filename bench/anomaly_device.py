@@ -62,8 +62,10 @@ def main() -> None:
     device = (
         torch.cuda.get_device_name(0) if model.device_.startswith("cuda") else platform.processor()
     )
-    print(f"{model.device_} ({device}): fit {model.fit_seconds_:.1f} s for {args.epochs} epochs "
-          f"on {len(train):,} entries; held-out overall AUPRC {auprc:.4f}")
+    print(
+        f"{model.device_} ({device}): fit {model.fit_seconds_:.1f} s for {args.epochs} epochs "
+        f"on {len(train):,} entries; held-out overall AUPRC {auprc:.4f}"
+    )
     print(
         json.dumps(
             {

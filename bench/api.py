@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Report, parse_args  # noqa: E402
+from _common import Report, parse_args
 
 CODE = "91350100M000100Y43"
 
@@ -75,19 +75,31 @@ context = build_context(settings)
 now = datetime.now(UTC)
 with session_scope(context.sessions) as db:
     bank = accounts.create_institution(db, name="Bench Bank", now=now)
-    _row, key = apikeys.create_api_key(db, institution_id=bank.id, scopes=["view_score"], now=now)
-    user = _new_enterprise_user(db, context, "13800138000", "bench password 1", "测试科技有限公司")
-    owner = Principal(kind="user", id=user.id, role=Role.ENTERPRISE, enterprise_id=user.enterprise_id)
-    profiles.replace_profile(db, principal=owner, update=ProfileUpdate(name="测试科技有限公司", credit_code="{CODE}"),
-        vault=context.vault, pseudonym_key=b"k", request_id=None, now=now)
-    consent.grant_consent(db, principal=owner, institution_id=bank.id, purpose=Purpose.PRE_LOAN_REVIEW,
+    _row, key = apikeys.create_api_key(
+        db, institution_id=bank.id, scopes=["view_score"], now=now
+    )
+    user = _new_enterprise_user(db, context, "13800138000", "bench password 1", "Bench Co")
+    owner = Principal(
+        kind="user", id=user.id, role=Role.ENTERPRISE, enterprise_id=user.enterprise_id
+    )
+    profiles.replace_profile(
+        db, principal=owner, update=ProfileUpdate(name="Bench Co", credit_code="{CODE}"),
+        vault=context.vault, pseudonym_key=b"k", request_id=None, now=now,
+    )
+    consent.grant_consent(
+        db, principal=owner, institution_id=bank.id, purpose=Purpose.PRE_LOAN_REVIEW,
         scopes=[Operation.VIEW_SCORE], expires_at=now + timedelta(days=30), max_days=366,
-        request_id=None, now=now)
-    record_evaluations(db, [ScoreEvaluation(enterprise_id="{CODE}", as_of=now.date(), computed_at=now,
-        model_name="credit", model_version=1, score=641, pd=0.0052, grade="BBB", grade_rank=3,
-        reasons=[{{"feature": "inflow_growth_12m", "description": "inflows fell", "points_lost": 12.0}}],
-        cases=[], features={{}}, data_summary={{}}, sources=["transactions"], data_fingerprint="b")],
-        pd_jump=0.05, now=now)
+        request_id=None, now=now,
+    )
+    evaluation = ScoreEvaluation(
+        enterprise_id="{CODE}", as_of=now.date(), computed_at=now, model_name="credit",
+        model_version=1, score=641, pd=0.0052, grade="BBB", grade_rank=3,
+        reasons=[{{"feature": "inflow_growth_12m", "description": "inflows fell",
+                  "points_lost": 12.0}}],
+        cases=[], features={{}}, data_summary={{}}, sources=["transactions"],
+        data_fingerprint="b",
+    )
+    record_evaluations(db, [evaluation], pd_jump=0.05, now=now)
 context.close()
 print(key)
 """
@@ -188,9 +200,22 @@ def main() -> None:
     key = _seed(env)
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "flowbureau.service.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--log-level", "warning",
-         "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "flowbureau.service.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
@@ -238,8 +263,14 @@ def main() -> None:
         ["route", "requests", "req/s", "p50 ms", "p99 ms", "errors"],
     )
     for name, load in (("/healthz", health), ("/v1/enterprises/{code}/score", score)):
-        report.row(name, load.requests, round(load.rps, 1), round(load.p50_ms, 2),
-                   round(load.p99_ms, 2), load.errors)
+        report.row(
+            name,
+            load.requests,
+            round(load.rps, 1),
+            round(load.p50_ms, 2),
+            round(load.p99_ms, 2),
+            load.errors,
+        )
     ratio = score.rps / health.rps
     report.figures.update(
         {

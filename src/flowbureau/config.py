@@ -23,6 +23,7 @@ from flowbureau.anomaly.settings import AnomalySettings
 from flowbureau.cleaning.settings import IngestSettings
 from flowbureau.errors import ConfigurationError
 from flowbureau.identity.settings import IdentitySettings
+from flowbureau.ledger.settings import LedgerSettings
 from flowbureau.scoring.settings import ScoringSettings
 from flowbureau.service.settings import ServiceSettings
 from flowbureau.storage.settings import WarehouseSettings
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,8 +53,9 @@ from flowbureau.formats import (
     ParsedStatement,
     ReadResult,
     read_file,
-    reconcile,
 )
+from flowbureau.formats.base import EntrySpan
+from flowbureau.formats.detection import read_files
 from flowbureau.formats.register import RegisterReader
 from flowbureau.schema import (
     ACCOUNT_SCHEMA,
@@ -82,6 +83,9 @@ REGISTER_SUFFIXES = frozenset({".csv", ".xlsx"})
 REGISTER_HEAD_BYTES = 16 << 10
 MIN_FILES_FOR_POOL = 32
 """Fewer statement files than this are read in-process (a pool costs ~1 s to start)."""
+TASK_FILES = 64
+"""Files one worker reads per task (bank CSV exports among them are read in bulk)."""
+_NO_RAW_ENTRIES = RAW_ENTRY_SCHEMA.empty_table()
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +237,87 @@ class _Chunk:
     """A buffer of one bank's files, prepared for SQL (see :mod:`flowbureau.cleaning.batch`)."""
 
     entries: pa.Table
-    files: list[dict[str, Any]]
-    statements: list[dict[str, Any]]
+    files: pa.Table
+    statements: pa.Table
     clear: dict[str, str]
     now: datetime
+
+
+class _Columns:
+    """Rows of a small table collected column-wise, then built in one call."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.values: dict[str, list[Any]] = {name: [] for name in schema.names}
+
+    def add(self, **row: Any) -> None:
+        """Append one row (every column but those :meth:`table` is given)."""
+        for name, value in row.items():
+            self.values[name].append(value)
+
+    def table(self, **given: pa.Array) -> pa.Table:
+        """The collected rows in ``schema``; ``given`` supplies whole columns."""
+        columns = [
+            given[f.name] if f.name in given else pa.array(self.values[f.name], f.type)
+            for f in self.schema
+        ]
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+class _Pieces:
+    """A buffer's entries with ``stmt_idx`` / ``entry_no``, assembled from as few slices as
+    possible: statements read in bulk share a table (``ParsedStatement.span``), and a run of
+    adjacent ones becomes one zero-copy slice instead of thousands of small tables."""
+
+    def __init__(self) -> None:
+        self._shared: dict[int, tuple[pa.Table, list[tuple[int, int, int]]]] = {}
+        self._alone: list[pa.Table] = []
+
+    def add(self, parsed: ParsedStatement, stmt_idx: int) -> None:
+        """Add one statement's entries as statement ``stmt_idx``."""
+        rows = parsed.entries.num_rows
+        if not rows:
+            return
+        span = parsed.span
+        if span is None:
+            self._alone.append(_numbered(parsed.entries, np.full(rows, stmt_idx), np.arange(rows)))
+            return
+        self._shared.setdefault(id(span.table), (span.table, []))[1].append(
+            (span.offset, rows, stmt_idx)
+        )
+
+    def table(self) -> pa.Table:
+        """Every added entry, in no particular row order (SQL orders by the two columns)."""
+        parts = list(self._alone)
+        for table, members in self._shared.values():
+            members.sort()
+            run: list[tuple[int, int, int]] = []
+            for member in members:
+                if run and run[-1][0] + run[-1][1] != member[0]:
+                    parts.append(_run(table, run))
+                    run = []
+                run.append(member)
+            parts.append(_run(table, run))
+        if not parts:
+            return _EMPTY_ENTRIES
+        return pa.concat_tables(parts)
+
+
+def _run(table: pa.Table, run: Sequence[tuple[int, int, int]]) -> pa.Table:
+    """Adjacent statements ``(offset, rows, stmt_idx)`` of a shared table as one slice."""
+    offsets = np.array([m[0] for m in run], dtype=np.int64)
+    sizes = np.array([m[1] for m in run], dtype=np.int64)
+    total = int(sizes.sum())
+    stmt = np.repeat(np.array([m[2] for m in run], dtype=np.int64), sizes)
+    entry = np.arange(total) - np.repeat(offsets - offsets[0], sizes)
+    return _numbered(table.slice(int(offsets[0]), total), stmt, entry)
+
+
+def _numbered(entries: pa.Table, stmt_idx: Any, entry_no: Any) -> pa.Table:
+    entries = entries.select(RAW_ENTRY_SCHEMA.names).cast(RAW_ENTRY_SCHEMA)
+    return entries.append_column("stmt_idx", pa.array(stmt_idx, pa.int32())).append_column(
+        "entry_no", pa.array(entry_no, pa.int32())
+    )
 
 
 class _Run:
@@ -257,7 +338,7 @@ class _Run:
             "SELECT file_sha256, any_value(records) AS records FROM sources "
             "WHERE status = 'ingested' GROUP BY file_sha256"
         )
-        self.known_files: dict[str, int] = dict(
+        self.known_files: dict[str, int | ReadResult] = dict(
             zip(
                 known.column("file_sha256").to_pylist(),
                 known.column("records").to_pylist(),
@@ -265,9 +346,23 @@ class _Run:
             )
         )
 
+        self._codes: dict[str, bool] = {}
+        self._names: dict[str | None, str | None] = {}
+
     @property
     def ingest_id(self) -> str:
         return self.report.ingest_id
+
+    def _valid_code(self, code: str) -> bool:
+        valid = self._codes.get(code)
+        if valid is None:
+            valid = self._codes[code] = is_valid_credit_code(code)
+        return valid
+
+    def _name(self, name: str | None) -> str | None:
+        if name not in self._names:
+            self._names[name] = normalise_name(name)
+        return self._names[name]
 
     # -- registers ---------------------------------------------------------------------------
 
@@ -357,34 +452,34 @@ class _Run:
     # -- statements --------------------------------------------------------------------------
 
     def flush(self, bank_id: str, buffer: list[ReadResult]) -> None:
-        """Clean and commit the buffered statement files of one bank as one batch."""
+        """Clean and commit the buffered statement files of one bank as one batch.
+
+        Per statement only Python bookkeeping runs here (facts, problems); entries are
+        assembled once for the whole buffer (runs of statements read in bulk are one slice of
+        their shared table) and pseudonymised, normalised and filled column-wise.
+        """
         if not buffer:
             return
         now = datetime.now(UTC)
-        files: list[dict[str, Any]] = []
-        statements: list[dict[str, Any]] = []
-        tables: list[pa.Table] = []
-        clear: dict[str, str] = {}
+        files = _Columns(_FILES_SCHEMA)
+        statements = _Columns(_STATEMENTS_SCHEMA)
+        pieces = _Pieces()
+        accounts: list[str | None] = []  # per statement: stated, else its entries' only one
+        stated: list[str | None] = []  # per statement: the account its facts state
         for file_idx, result in enumerate(buffer):
             pending = 0
             for index, parsed in enumerate(result.statements):
-                stmt_idx = len(statements)
+                stmt_idx = len(accounts)
                 facts = parsed.facts
-                entries = parsed.entries
-                if facts.account_number is not None:
-                    entries = entries.set_column(
-                        0,
-                        "account_number",
-                        pc.fill_null(entries.column("account_number"), facts.account_number),
-                    )
                 account = facts.account_number
-                if account is None and entries.num_rows:
-                    numbers = pc.unique(entries.column("account_number").drop_null()).to_pylist()
+                if account is None and parsed.entries.num_rows:
+                    column = parsed.entries.column("account_number")
+                    numbers = pc.unique(column.drop_null()).to_pylist()
                     account = numbers[0] if len(numbers) == 1 else None
-                account_ids, pairs = pseudonymise(pa.array([account], pa.string()), self.key)
-                clear.update(pairs)
+                accounts.append(account)
+                stated.append(facts.account_number)
                 owner_code = facts.owner_id if facts.owner_id else None
-                if owner_code is not None and not is_valid_credit_code(owner_code):
+                if owner_code is not None and not self._valid_code(owner_code):
                     self.report.problems.append(
                         FileProblem(
                             str(result.path),
@@ -395,59 +490,57 @@ class _Run:
                         )
                     )
                     owner_code = None
-                diff = reconcile(parsed)
-                statements.append(
-                    {
-                        "stmt_idx": stmt_idx,
-                        "file_idx": file_idx,
-                        "statement_id": statement_id(result.sha256, index),
-                        "location": facts.location,
-                        "account_id": account_ids[0].as_py(),
-                        "owner_name": facts.owner_name,
-                        "owner_name_norm": normalise_name(facts.owner_name),
-                        "owner_enterprise_id": owner_code,
-                        "currency": facts.currency,
-                        "opening_balance_minor": facts.opening_balance_minor,
-                        "closing_balance_minor": facts.closing_balance_minor,
-                        "period_start": facts.period_start,
-                        "period_end": facts.period_end,
-                        "reconciliation_diff_minor": diff,
-                        "pending": parsed.pending.num_rows,
-                    }
+                statements.add(
+                    stmt_idx=stmt_idx,
+                    file_idx=file_idx,
+                    statement_id=statement_id(result.sha256, index),
+                    location=facts.location,
+                    owner_name=facts.owner_name,
+                    owner_name_norm=self._name(facts.owner_name),
+                    owner_enterprise_id=owner_code,
+                    currency=facts.currency,
+                    opening_balance_minor=facts.opening_balance_minor,
+                    closing_balance_minor=facts.closing_balance_minor,
+                    period_start=facts.period_start,
+                    period_end=facts.period_end,
+                    pending=parsed.pending.num_rows,
                 )
                 pending += parsed.pending.num_rows
-                self._statement_problems(result, parsed, account_ids[0].as_py())
-                count = entries.num_rows
-                entries = entries.append_column(
-                    "stmt_idx", pa.array(np.full(count, stmt_idx, dtype=np.int32))
-                ).append_column("entry_no", pa.array(np.arange(count, dtype=np.int32)))
-                tables.append(entries)
-            files.append(
-                {
-                    "file_idx": file_idx,
-                    "source_file": str(result.path),
-                    "file_sha256": result.sha256,
-                    "format": result.format,
-                    "profile": result.profile,
-                    "statements": len(result.statements),
-                    "pending": pending,
-                }
+                self._statement_problems(result, parsed, account)
+                pieces.add(parsed, stmt_idx)
+            files.add(
+                file_idx=file_idx,
+                source_file=str(result.path),
+                file_sha256=result.sha256,
+                format=result.format,
+                profile=result.profile,
+                statements=len(result.statements),
+                pending=pending,
             )
-        entries = pa.concat_tables(tables) if tables else None
-        if entries is None or entries.num_rows == 0:
-            entries = _EMPTY_ENTRIES
-        account_ids, pairs = pseudonymise(entries.column("account_number"), self.key)
+        clear: dict[str, str] = {}
+        account_ids, pairs = pseudonymise(pa.array(accounts, pa.string()), self.key)
+        clear.update(pairs)
+        entries = pieces.table()
+        numbers = entries.column("account_number")
+        if any(a is not None for a in stated):  # an entry without a number is the statement's
+            numbers = pc.coalesce(
+                numbers, pa.array(stated, pa.string()).take(entries.column("stmt_idx"))
+            )
+        entry_ids, pairs = pseudonymise(numbers, self.key)
         clear.update(pairs)
         counterparty_ids, pairs = pseudonymise(entries.column("counterparty_account"), self.key)
         clear.update(pairs)
         names = map_distinct(entries.column("counterparty_name"), normalise_name)
         entries = (
             entries.drop_columns(["account_number", "counterparty_account"])
-            .append_column("account_id", account_ids)
+            .append_column("account_id", entry_ids)
             .append_column("counterparty_account", counterparty_ids)
             .append_column("counterparty_name_norm", names)
         )
-        self._clean_and_commit(bank_id, _Chunk(entries, files, statements, clear, now))
+        self._clean_and_commit(
+            bank_id,
+            _Chunk(entries, files.table(), statements.table(account_id=account_ids), clear, now),
+        )
 
     def _statement_problems(
         self, result: ReadResult, parsed: ParsedStatement, account_id: str | None
@@ -479,14 +572,13 @@ class _Run:
     def _clean_and_commit(self, bank_id: str, chunk: _Chunk) -> None:
         engine = self.engine
         engine.register("b_entries", chunk.entries)
-        engine.register("b_files", pa.Table.from_pylist(chunk.files, schema=_FILES_SCHEMA))
-        engine.register(
-            "b_statements", pa.Table.from_pylist(chunk.statements, schema=_STATEMENTS_SCHEMA)
-        )
+        engine.register("b_files", chunk.files)
+        engine.register("b_statements", chunk.statements)
         engine.execute(
             "CREATE OR REPLACE TEMP TABLE b_accounts AS "
             "SELECT account_id, enterprise_id, owner_name_norm FROM accounts"
         )
+        engine.execute(batch_sql.reconcile_sql())
         engine.execute(batch_sql.standardise_sql(timezone=self.settings.timezone))
         self._existing_ids(bank_id)
         for statement in batch_sql.rows_sql(bank_id=bank_id, rules=self.rules):
@@ -545,6 +637,11 @@ class _Run:
                     reason["first"],
                 )
             )
+        for row in engine.query(
+            f"SELECT f.file_sha256, count(s.file_idx) FILTER (WHERE {batch_sql.BOOKED_OR_INVALID})"
+            " AS records FROM b_files f LEFT JOIN b_std s USING (file_idx) GROUP BY ALL"
+        ).to_pylist():
+            self.known_files[row["file_sha256"]] = int(row["records"])
         batch = Batch(new_batch_id(), bank_id, self.ingest_id, engine, parts)
         commit_batch(self.writer, batch)
         stored = sum(int(row["n"]) for row in new)
@@ -562,7 +659,7 @@ class _Run:
             self.banks.add(bank_id)
         for name in ("b_entries", "b_files", "b_statements", "v_candidates", "v_rows"):
             engine.unregister(name)
-        for table in ("b_std", "b_rows", "b_new", "b_accounts"):
+        for table in ("b_stmts", "b_std", "b_rows", "b_new", "b_accounts"):
             engine.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _existing_ids(self, bank_id: str) -> None:
@@ -585,12 +682,15 @@ class _Run:
     def is_duplicate(self, bank_id: str, result: ReadResult) -> bool:
         """True (and counted) when ``result``'s file was ingested before; else remember it."""
         self.report.files += 1
-        known = self.known_files.get(result.sha256)
-        if known is None:
-            self.known_files[result.sha256] = sum(
-                _record_count(s.entries) for s in result.statements
-            )
+        seen = self.known_files.get(result.sha256)
+        if seen is None:
+            # Counted when needed: by SQL once its batch is cleaned, or here if it repeats first.
+            self.known_files[result.sha256] = result if result.statements else 0
             return False
+        if isinstance(seen, ReadResult):
+            seen = sum(_record_count(s.entries) for s in seen.statements)
+            self.known_files[result.sha256] = seen
+        known = seen
         self.duplicate_files.setdefault(bank_id, []).append(
             self._source_row(
                 result, bank_id, datetime.now(UTC), status="duplicate_file", duplicates=known
@@ -692,7 +792,6 @@ _STATEMENTS_SCHEMA = pa.schema(
         ("closing_balance_minor", pa.int64()),
         ("period_start", pa.date32()),
         ("period_end", pa.date32()),
-        ("reconciliation_diff_minor", pa.int64()),
         ("pending", pa.int64()),
     ]
 )
@@ -748,21 +847,72 @@ class _Failure:
         raise error
 
 
-def _read_one(path: Path, options: _ReadOptions) -> ReadResult | _Failure:
+@dataclass(frozen=True)
+class _Task:
+    """What a worker read from a run of files, packed for the trip back: statements read in
+    bulk travel without their entries (a pickled slice would carry its whole table), which
+    travel once per shared table; ``failure`` is the error that stopped the run, if any."""
+
+    results: list[ReadResult]
+    tables: list[pa.Table]
+    spans: list[list[tuple[int, int, int] | None]]
+    failure: _Failure | None
+
+    def unpack(self) -> Iterator[ReadResult]:
+        """The results with their entries back in place, then the failure raised."""
+        for result, spans in zip(self.results, self.spans, strict=True):
+            statements = [
+                parsed
+                if span is None
+                else replace(
+                    parsed,
+                    entries=self.tables[span[0]].slice(span[1], span[2]),
+                    span=EntrySpan(self.tables[span[0]], span[1]),
+                )
+                for parsed, span in zip(result.statements, spans, strict=True)
+            ]
+            yield replace(result, statements=statements)
+        if self.failure is not None:
+            self.failure.reraise()
+
+
+def _read_task(paths: Sequence[Path], options: _ReadOptions) -> _Task:
+    """Read ``paths`` in a worker process (see :class:`_Task`)."""
+    results: list[ReadResult] = []
+    tables: dict[int, tuple[int, pa.Table]] = {}
+    spans: list[list[tuple[int, int, int] | None]] = []
+    failure = None
     try:
-        return read_file(
-            path, format=options.format, profile=options.profile, profile_dirs=options.profile_dirs
-        )
+        for result in read_files(
+            paths,
+            format=options.format,
+            profile=options.profile,
+            profile_dirs=options.profile_dirs,
+        ):
+            packed: list[ParsedStatement] = []
+            places: list[tuple[int, int, int] | None] = []
+            for parsed in result.statements:
+                if parsed.span is None:
+                    packed.append(parsed)
+                    places.append(None)
+                    continue
+                index = tables.setdefault(id(parsed.span.table), (len(tables), parsed.span.table))
+                places.append((index[0], parsed.span.offset, parsed.entries.num_rows))
+                packed.append(replace(parsed, entries=_NO_RAW_ENTRIES, span=None))
+            results.append(replace(result, statements=packed))
+            spans.append(places)
     except FlowbureauError as exc:
-        return _Failure(type(exc), exc.args, dict(exc.__dict__))
+        failure = _Failure(type(exc), exc.args, dict(exc.__dict__))
+    return _Task(results, [t for _, t in tables.values()], spans, failure)
 
 
 class _Reader:
     """Reads statement files in order, in worker processes when there are enough of them.
 
-    Parsing is Python-heavy (and a file is read whole), so with ``read_workers`` > 1 files are
-    parsed by a process pool (forkserver: no DuckDB threads are forked) while this process
-    cleans and stores; at most ``2 x workers`` parsed files wait in memory.
+    In-process, :func:`~flowbureau.formats.detection.read_files` reads bank CSV exports in
+    bulk. With ``read_workers`` > 1, runs of :data:`TASK_FILES` files are read by a process
+    pool (forkserver: no DuckDB threads are forked) while this process cleans and stores; at
+    most ``2 x workers`` runs wait in memory.
     """
 
     def __init__(self, options: _ReadOptions, workers: int) -> None:
@@ -772,37 +922,36 @@ class _Reader:
 
     def results(self, paths: Sequence[Path]) -> Iterator[ReadResult]:
         """``read_file`` of each path, in order; a reader's error is raised here as it was."""
+        options = self.options
         if self.workers <= 1 or len(paths) < MIN_FILES_FOR_POOL:
-            for path in paths:
-                yield _unwrap(_read_one(path, self.options))
+            yield from read_files(
+                paths,
+                format=options.format,
+                profile=options.profile,
+                profile_dirs=options.profile_dirs,
+            )
             return
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-        pending: deque[Future[ReadResult | _Failure]] = deque()
-        queue = iter(paths)
-        for path in queue:
-            pending.append(self._pool.submit(_read_one, path, self.options))
+        runs = iter([paths[i : i + TASK_FILES] for i in range(0, len(paths), TASK_FILES)])
+        pending: deque[Future[_Task]] = deque()
+        for run in runs:
+            pending.append(self._pool.submit(_read_task, run, options))
             if len(pending) >= 2 * self.workers:
                 break
         while pending:
-            result = pending.popleft().result()
-            next_path = next(queue, None)
-            if next_path is not None:
-                pending.append(self._pool.submit(_read_one, next_path, self.options))
-            yield _unwrap(result)
+            task = pending.popleft().result()
+            next_run = next(runs, None)
+            if next_run is not None:
+                pending.append(self._pool.submit(_read_task, next_run, options))
+            yield from task.unpack()
 
     def close(self) -> None:
         """Stop the worker processes (pending reads are cancelled)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-def _unwrap(result: ReadResult | _Failure) -> ReadResult:
-    if isinstance(result, _Failure):
-        result.reraise()
-    return result
 
 
 def _is_register(path: Path) -> bool:

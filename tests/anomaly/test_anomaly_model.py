@@ -130,6 +130,15 @@ def test_the_normal_value_is_the_written_amount_or_an_exact_decimal_shift(tiny_m
     # 123 400 / 100 is exact, 123 456 / 10 is not: that entry keeps its amount
     assert list(normal) == [-12_340, -1_234, 50_000, 123_456, 77]
     assert list(confidence) == [0.7, 0.2, 0.2, 0.0, 0.0]
+    # told that the entry is a slip, the model picks ÷10 or ÷100 by its type head
+    probabilities[1, ANOMALY_TYPES.index("typo_x100")] = 0.75
+    assert list(tiny_model._slip_amounts(amount, probabilities)) == [
+        -12_340,
+        -1_234,
+        50_000 * 10,
+        123_456,
+        77,
+    ]
 
 
 def test_the_pyod_baselines_score_every_row(prepared: Prepared) -> None:

@@ -88,22 +88,39 @@ def _store_evaluations(codes: list[str], env: dict[str, str]) -> None:
                     grade=grade,
                     grade_rank=rank,
                     reasons=[
-                        {"feature": "inflow_growth_12m", "description": "流入同比下降 18%",
-                         "points_lost": 14.2},
-                        {"feature": "top1_customer_share_6m", "description": "第一大客户占比 46%",
-                         "points_lost": 9.8},
-                        {"feature": "low_balance_days_3m", "description": "近 3 个月 11 天低余额",
-                         "points_lost": 6.1},
+                        {
+                            "feature": "inflow_growth_12m",
+                            "description": "流入同比下降 18%",
+                            "points_lost": 14.2,
+                        },
+                        {
+                            "feature": "top1_customer_share_6m",
+                            "description": "第一大客户占比 46%",
+                            "points_lost": 9.8,
+                        },
+                        {
+                            "feature": "low_balance_days_3m",
+                            "description": "近 3 个月 11 天低余额",
+                            "points_lost": 6.1,
+                        },
                     ],
                     cases=[
-                        {"case_id": f"C2024-{k:03d}{j}", "similarity": 0.91 - 0.07 * j,
-                         "outcome": j % 2, "evaluated_at": "2024-06-30T00:00:00+00:00",
-                         "outcome_at": "2025-06-30T00:00:00+00:00", "features": {}}
+                        {
+                            "case_id": f"C2024-{k:03d}{j}",
+                            "similarity": 0.91 - 0.07 * j,
+                            "outcome": j % 2,
+                            "evaluated_at": "2024-06-30T00:00:00+00:00",
+                            "outcome_at": "2025-06-30T00:00:00+00:00",
+                            "features": {},
+                        }
                         for j in range(3)
                     ],
                     features={},
-                    data_summary={"entries": 412, "corrected_entries": 3,
-                                  "uses_corrected_values": True},
+                    data_summary={
+                        "entries": 412,
+                        "corrected_entries": 3,
+                        "uses_corrected_values": True,
+                    },
                     sources=["transactions", "public_records"],
                     data_fingerprint=f"fp{k}",
                 )
@@ -131,14 +148,19 @@ from flowbureau.synth import generate
 from flowbureau.ingestion import ingest
 from flowbureau.config import get_settings
 from flowbureau.service.demo import seed_demo
-generate(Path({str(consortium)!r}), enterprises=16, banks=2, months=4, seed=7, progress=False)
-ingest([Path({str(consortium / 'banks')!r})])
+generate(Path({str(consortium)!r}), enterprises=12, banks=2, months=3, seed=7, progress=False)
+ingest([Path({str(consortium / "banks")!r})])
 accounts = seed_demo(get_settings(), consortium_dir=Path({str(consortium)!r}), count=2)
 print(json.dumps([a.__dict__ for a in accounts] if hasattr(accounts[0], "__dict__") else
                  [{{k: getattr(a, k) for k in a.__slots__}} for a in accounts]))
 """
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     accounts = json.loads(done.stdout.strip().splitlines()[-1])
@@ -153,14 +175,28 @@ print(json.dumps([a.__dict__ for a in accounts] if hasattr(accounts[0], "__dict_
         for register in (consortium / "banks").glob("*/account_register.csv")
         for row in register.read_text("utf-8-sig").splitlines()[1:]
     }
-    newcomer = next(r for r in registry if r["credit_code"] not in demo_codes and r["credit_code"] in banks)
+    newcomer = next(
+        r for r in registry if r["credit_code"] not in demo_codes and r["credit_code"] in banks
+    )
     analyst = next(a for a in accounts if a["role"] == "analyst")
     owner = next(a for a in accounts if a["role"] == "enterprise")
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "browser_app:create", "--app-dir",
-         str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "browser_app:create",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=env,
         cwd=REPO,
     )
@@ -331,7 +367,8 @@ def test_enterprise_and_institution_journeys(server: Server, browser: object, sh
     page.click("#consents button.revoke")
     page.wait_for_selector("#consents .badge.revoked")
     response = analyst.goto(dashboard)
-    assert response is not None and response.status == 403
+    assert response is not None
+    assert response.status == 403
     assert "revoked" in analyst.inner_text("#error-detail")
     analyst.screenshot(path=str(shots / "institution-refused.png"), full_page=True)
     assert errors == []
@@ -356,7 +393,9 @@ def test_csrf_and_cookie_attributes(server: Server) -> None:
     with httpx.Client(base_url=server.url) as client:
         login = client.get("/console/login")
         cookie = login.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "Path=/console" in cookie and "SameSite=lax" in cookie
+        assert "HttpOnly" in cookie
+        assert "Path=/console" in cookie
+        assert "SameSite=lax" in cookie
         refused = client.post(
             "/console/login", data={"phone": server.analyst[0], "password": server.analyst[1]}
         )
@@ -365,8 +404,11 @@ def test_csrf_and_cookie_attributes(server: Server) -> None:
         assert token is not None
         accepted = client.post(
             "/console/login",
-            data={"phone": server.analyst[0], "password": server.analyst[1],
-                  "csrf_token": token.group(1)},
+            data={
+                "phone": server.analyst[0],
+                "password": server.analyst[1],
+                "csrf_token": token.group(1),
+            },
         )
         assert accepted.status_code == 303
         assert accepted.headers["location"] == "/console/institution"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator
 
-import pytest  # noqa: E402
-from service_helpers import CODE_A, CODE_B, Api, build_api  # noqa: E402
+import pytest
+from service_helpers import CODE_A, CODE_B, Api, build_api
 
 
 @pytest.fixture

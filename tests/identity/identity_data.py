@@ -40,7 +40,9 @@ def _variant(rng: random.Random, name: str) -> str:
     return name.replace("有限公司", "（有限公司）")
 
 
-def _entity(rng: random.Random, uid: str, name: str, code: str | None, **extra: object) -> MatchInput:
+def _entity(
+    rng: random.Random, uid: str, name: str, code: str | None, **extra: object
+) -> MatchInput:
     norm = normalise_name(name)
     return MatchInput(uid=uid, credit_code=code, name_norm=norm, name_key=name_key(norm), **extra)  # type: ignore[arg-type]
 
@@ -60,7 +62,12 @@ def make_truth(n: int, *, seed: int) -> Truth:
             stem = truth.entries[-1].name_norm or ""
             name = stem[:4] + rng.choice(TRADES) + "有限公司"
         else:
-            name = rng.choice(CITIES) + "".join(rng.sample(BRANDS, 2)) + rng.choice(TRADES) + "有限公司"
+            name = (
+                rng.choice(CITIES)
+                + "".join(rng.sample(BRANDS, 2))
+                + rng.choice(TRADES)
+                + "有限公司"
+            )
         phone = f"1{rng.randrange(3, 10)}{rng.randrange(10**8, 10**9)}"
         legal = rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
         accounts = [f"acct{i}-{k}" for k in range(rng.randrange(1, 4))]
@@ -73,13 +80,22 @@ def make_truth(n: int, *, seed: int) -> Truth:
                 name if rng.random() < 0.8 else _variant(rng, name),
                 code if rng.random() < 0.94 else None,
                 phone_lookup=phone if rng.random() < 0.5 else f"9{rng.randrange(10**9)}",
-                legal_representative=normalise_name(legal if rng.random() < 0.9 else rng.choice(SURNAMES) + "明"),
+                legal_representative=normalise_name(
+                    legal if rng.random() < 0.9 else rng.choice(SURNAMES) + "明"
+                ),
                 accounts=tuple(a for a in accounts if rng.random() < 0.7),
             )
         )
         # the registry
         truth.records.append(
-            _entity(rng, f"reg{i}", name, code, phone_lookup=phone, legal_representative=normalise_name(legal))
+            _entity(
+                rng,
+                f"reg{i}",
+                name,
+                code,
+                phone_lookup=phone,
+                legal_representative=normalise_name(legal),
+            )
         )
         truth.owner[f"reg{i}"] = eid
         # the banks' account registers
@@ -103,7 +119,9 @@ def make_truth(n: int, *, seed: int) -> Truth:
                 _entity(
                     rng,
                     uid,
-                    (name if rng.random() < 0.8 else _variant(rng, name)) if (not has_code or rng.random() < 0.6) else "",
+                    (name if rng.random() < 0.8 else _variant(rng, name))
+                    if (not has_code or rng.random() < 0.6)
+                    else "",
                     code if has_code else None,
                 )
             )

@@ -25,16 +25,29 @@ def _public_sources(directory: Path) -> None:
     """A registry of 30 enterprises (CODE_A's row matching its profile) and two penalties."""
     rng = random.Random(0)
     rows = [
-        {"credit_code": CODE_A, "name": "测试科技有限公司", "legal_representative": "张伟",
-         "phone": "13900139000", "registration_date": "2015-06-01",
-         "registered_capital_minor": "500000000", "address": "福州", "division": "35"},
+        {
+            "credit_code": CODE_A,
+            "name": "测试科技有限公司",
+            "legal_representative": "张伟",
+            "phone": "13900139000",
+            "registration_date": "2015-06-01",
+            "registered_capital_minor": "500000000",
+            "address": "福州",
+            "division": "35",
+        },
     ]
     for k in range(29):
         rows.append(
-            {"credit_code": credit_code("350100", f"{rng.randrange(10**7, 10**8)}"),
-             "name": f"福州{k:02d}号贸易有限公司", "legal_representative": f"王{k}",
-             "phone": f"1370000{k:04d}", "registration_date": "2018-01-01",
-             "registered_capital_minor": "100000000", "address": "福州", "division": "51"}
+            {
+                "credit_code": credit_code("350100", f"{rng.randrange(10**7, 10**8)}"),
+                "name": f"福州{k:02d}号贸易有限公司",
+                "legal_representative": f"王{k}",
+                "phone": f"1370000{k:04d}",
+                "registration_date": "2018-01-01",
+                "registered_capital_minor": "100000000",
+                "address": "福州",
+                "division": "51",
+            }
         )
     (directory / "registry").mkdir(parents=True)
     with (directory / "registry" / "enterprises.csv").open("w", encoding="utf-8", newline="") as f:
@@ -72,7 +85,9 @@ def test_stale_records_raise_requests_and_updates_cascade(scored_api: Api, tmp_p
         records.train_identity_model(db, context=context, principal=None)
     matched = api.client.post("/v1/enterprise/records/match", headers=owner).json()
     assert matched["attached"] == 2  # its registry row and its penalty, not P2
-    links = {r["record_type"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()}
+    links = {
+        r["record_type"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()
+    }
     assert set(links) == {"registration", "penalty"}
     assert links["registration"]["probability"] >= 0.95
     assert not links["registration"]["stale"]
@@ -89,8 +104,11 @@ def test_stale_records_raise_requests_and_updates_cascade(scored_api: Api, tmp_p
     assert set(open_now) == {"profile"}
     stale = {item["record_type"] for item in open_now["profile"]["items"]}  # type: ignore[union-attr]
     assert stale == {"profile", "registration"}
-    links = {r["record_type"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()}
-    assert links["registration"]["stale"] and not links["penalty"]["stale"]
+    links = {
+        r["record_type"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()
+    }
+    assert links["registration"]["stale"]
+    assert not links["penalty"]["stale"]
 
     # financial figures for a period that ended 13 months ago are stale at once
     old_end = (api.clock() - timedelta(days=396)).date().isoformat()
@@ -103,14 +121,15 @@ def test_stale_records_raise_requests_and_updates_cascade(scored_api: Api, tmp_p
     }
     declared = api.client.post("/v1/enterprise/financials", json=figures, headers=owner)
     assert declared.status_code == 201, declared.text
-    assert declared.json()["financials"]["net_profit"] == {"amount": "-120000.50", "currency": "CNY"}
+    assert declared.json()["financials"]["net_profit"] == {
+        "amount": "-120000.50",
+        "currency": "CNY",
+    }
     assert set(_requests(api, owner)) == {"profile", "financial"}
 
     # the enterprise updates its information: the linked registry record is verified with it,
     # the request is resolved and the enterprise re-evaluated
-    saved = api.client.put(
-        "/v1/enterprise/profile", json=complete_profile(CODE_A), headers=owner
-    )
+    saved = api.client.put("/v1/enterprise/profile", json=complete_profile(CODE_A), headers=owner)
     assert saved.status_code == 200
     assert set(_requests(api, owner)) == {"financial"}
     history = api.client.get("/v1/enterprise/update-requests", headers=owner).json()
@@ -118,7 +137,9 @@ def test_stale_records_raise_requests_and_updates_cascade(scored_api: Api, tmp_p
     assert done["status"] == "done"
     assert done["evaluation"]["status"] == "evaluated"
     assert done["evaluation"]["grade"] == "BB"
-    links = {r["record_type"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()}
+    links = {
+        r["record_type"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()
+    }
     assert not links["registration"]["stale"]
     assert links["registration"]["verified_at"].startswith(api.clock().date().isoformat())
 
@@ -133,15 +154,17 @@ def test_stale_records_raise_requests_and_updates_cascade(scored_api: Api, tmp_p
 
     # a rejected record stays rejected when matching runs again
     penalty = links["penalty"]["id"]
-    assert api.client.post(f"/v1/enterprise/records/{penalty}/reject", headers=owner).json()[
-        "status"
-    ] == "rejected"
+    assert (
+        api.client.post(f"/v1/enterprise/records/{penalty}/reject", headers=owner).json()["status"]
+        == "rejected"
+    )
     api.client.post("/v1/enterprise/records/match", headers=owner)
     again = {r["id"]: r for r in api.client.get("/v1/enterprise/records", headers=owner).json()}
     assert again[penalty]["status"] == "rejected"
-    assert api.client.get(f"/v1/enterprises/{CODE_A}/report", headers=owner).json()[
-        "public_records"
-    ] == []
+    assert (
+        api.client.get(f"/v1/enterprises/{CODE_A}/report", headers=owner).json()["public_records"]
+        == []
+    )
 
 
 def test_operator_routes_are_for_operators(api: Api) -> None:
@@ -160,6 +183,8 @@ def test_policy_files_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="positive integer") as caught:
         FreshnessPolicy.load(bad)
     assert caught.value.field == "record_types.profile.max_age_days"
-    bad.write_text('[record_types.profile]\nrequest = "nothing"\n[record_types.financial]\n', "utf-8")
+    bad.write_text(
+        '[record_types.profile]\nrequest = "nothing"\n[record_types.financial]\n', "utf-8"
+    )
     with pytest.raises(InputError, match="request must be one of"):
         FreshnessPolicy.load(bad)

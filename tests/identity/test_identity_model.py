@@ -12,7 +12,9 @@ from flowbureau.identity.model import MatchInput, latest_model, model_versions, 
 from flowbureau.identity.settings import IdentitySettings
 
 
-def _rates(pairs: list[tuple[str, str, float]], owner: dict[str, str], threshold: float) -> tuple[float, float]:
+def _rates(
+    pairs: list[tuple[str, str, float]], owner: dict[str, str], threshold: float
+) -> tuple[float, float]:
     chosen = {(record, entry) for record, entry, p in pairs if p >= threshold}
     truth = set(owner.items())
     hits = len(chosen & truth)

@@ -226,6 +226,12 @@ def _other_routes(world: World) -> list[tuple[str, str, dict[str, Any] | None, s
         ("GET", "/v1/consents", None, enterprises | institutions | {"auditor"}, 200),
         ("GET", "/v1/audit", None, {"auditor"}, 200),
         ("GET", "/v1/audit/verification", None, {"auditor"}, 200),
+        ("GET", "/v1/enterprise/records", None, enterprises, 200),
+        ("GET", "/v1/enterprise/update-requests", None, enterprises, 200),
+        ("GET", "/v1/enterprise/financials", None, enterprises, 200),
+        ("GET", "/v1/webhooks", None, institutions, 200),
+        ("POST", "/v1/identity/sources", None, {"operator"}, 200),
+        ("POST", "/v1/identity/freshness-review", None, {"operator"}, 200),
     ]
 
 

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from flowbureau.cli import app as cli
-from flowbureau.storage.database import head_revision
 from flowbureau.config import get_settings
 from flowbureau.service.app import create_app
+from flowbureau.storage.database import head_revision
 
 runner = CliRunner()
 

@@ -44,8 +44,11 @@ def test_catalogs_agree_and_cover_every_template_key() -> None:
     for key in zh:
         assert _placeholders(zh[key]) == _placeholders(en[key]), key
     used: set[str] = set()
-    sources = [*TEMPLATES.rglob("*.html"), *TEMPLATES.parent.joinpath("routes").glob("*.py"),
-               TEMPLATES.parent / "console.py"]
+    sources = [
+        *TEMPLATES.rglob("*.html"),
+        *TEMPLATES.parent.joinpath("routes").glob("*.py"),
+        TEMPLATES.parent / "console.py",
+    ]
     for path in sources:
         text = path.read_text("utf-8")
         used |= set(re.findall(r"""\bt\(["']([a-z0-9_]+\.[a-z0-9_.]+)["']\s*[,)]""", text))
@@ -82,8 +85,13 @@ def _register_in_console(api: Api, phone: str) -> None:
     code = api.sms_codes("+86" + phone)[-1]
     done = client.post(
         "/console/register",
-        data={"csrf_token": _token(step2.text), "phone": phone, "code": code,
-              "password": PASSWORD, "enterprise_name": "测试科技有限公司"},
+        data={
+            "csrf_token": _token(step2.text),
+            "phone": phone,
+            "code": code,
+            "password": PASSWORD,
+            "enterprise_name": "测试科技有限公司",
+        },
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -97,13 +105,17 @@ def test_csrf_is_required_and_bound_to_the_cookie(api: Api) -> None:
     assert "script-src 'self';" in page.headers["Content-Security-Policy"]
     assert "<script>" not in page.text
     token = _token(page.text)
-    assert client.post("/console/login", data={"phone": "13800138000", "password": "x"}).status_code == 403
+    assert (
+        client.post("/console/login", data={"phone": "13800138000", "password": "x"}).status_code
+        == 403
+    )
     wrong = client.post(
         "/console/login", data={"phone": "13800138000", "password": "x", "csrf_token": token + "x"}
     )
     assert wrong.status_code == 403
     refused = client.post(
-        "/console/login", data={"phone": "13800138000", "password": "wrong one", "csrf_token": token}
+        "/console/login",
+        data={"phone": "13800138000", "password": "wrong one", "csrf_token": token},
     )
     assert refused.status_code == 401
     assert "手机号或密码" in refused.text
@@ -119,15 +131,24 @@ def test_session_lifecycle_and_redirects(api: Api) -> None:
     assert not before.startswith("anon.")  # a new cookie at sign-in (no fixation)
     assert client.get("/console/enterprise").status_code == 200
     token = _token(client.get("/console/enterprise").text)
-    assert client.post("/console/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    assert (
+        client.post(
+            "/console/logout", data={"csrf_token": token}, follow_redirects=False
+        ).status_code
+        == 303
+    )
     client.cookies.set("fb_session", before, path="/console")  # a stolen cookie after sign-out
     assert client.get("/console/enterprise", follow_redirects=False).status_code == 303
     # a session ends after console_session_hours
     login = client.get("/console/login")
     signed = client.post(
         "/console/login?next=//evil.example/x",
-        data={"phone": "13800138000", "password": PASSWORD, "csrf_token": _token(login.text),
-              "next": "//evil.example/x"},
+        data={
+            "phone": "13800138000",
+            "password": PASSWORD,
+            "csrf_token": _token(login.text),
+            "next": "//evil.example/x",
+        },
         follow_redirects=False,
     )
     assert signed.headers["location"] == "/console/enterprise"  # no open redirect
@@ -145,13 +166,23 @@ def test_missing_fields_send_the_user_back_and_language_switches(api: Api) -> No
     )
     assert refused.status_code == 422
     links = re.findall(r'href="/console/enterprise/profile#(\w+)"', refused.text)
-    assert links == ["credit_code", "industry_code", "registration_date", "registered_capital",
-                     "legal_representative", "address", "contact_name", "contact_phone",
-                     "bank_accounts"]
+    assert links == [
+        "credit_code",
+        "industry_code",
+        "registration_date",
+        "registered_capital",
+        "legal_representative",
+        "address",
+        "contact_name",
+        "contact_phone",
+        "bank_accounts",
+    ]
     profile = client.get("/console/enterprise/profile").text
     for field in links:
         assert f'id="{field}"' in profile  # every link lands on its field
-    english = client.get("/console/lang/en?next=/console/enterprise/applications/new", follow_redirects=True)
+    english = client.get(
+        "/console/lang/en?next=/console/enterprise/applications/new", follow_redirects=True
+    )
     assert "Credit evaluation application" in english.text
     assert client.cookies["fb_lang"] == "en"
 
@@ -162,8 +193,13 @@ def test_analyst_dashboard_follows_consent_and_is_audited(scored_api: Api) -> No
     with session_scope(api.context.sessions) as db:
         bank = accounts.create_institution(db, name="闽江银行", now=api.clock())
         accounts.create_staff_user(
-            db, role=Role.ANALYST, phone="+86" + ANALYST_PHONE, password=PASSWORD,
-            vault=api.context.vault, passwords=api.context.passwords, now=api.clock(),
+            db,
+            role=Role.ANALYST,
+            phone="+86" + ANALYST_PHONE,
+            password=PASSWORD,
+            vault=api.context.vault,
+            passwords=api.context.passwords,
+            now=api.clock(),
             institution_id=bank.id,
         )
     client = api.client
@@ -178,8 +214,12 @@ def test_analyst_dashboard_follows_consent_and_is_audited(scored_api: Api) -> No
     assert "no consent" in none.text
     consent = client.post(  # the owner uses the API: both adapters share one consent store
         "/v1/consents",
-        json={"institution_id": bank.id, "purpose": "pre_loan_review", "scopes": ["view_score"],
-              "expires_at": (api.clock() + timedelta(days=30)).isoformat()},
+        json={
+            "institution_id": bank.id,
+            "purpose": "pre_loan_review",
+            "scopes": ["view_score"],
+            "expires_at": (api.clock() + timedelta(days=30)).isoformat(),
+        },
         headers=owner,
     ).json()
     page = client.get(url)
@@ -202,5 +242,6 @@ def test_public_pages_render_in_both_languages(api: Api, path: str) -> None:
     chinese = api.client.get(path, headers={"Accept-Language": "zh-CN"})
     english = api.client.get(path, headers={"Accept-Language": "en"})
     assert chinese.status_code == english.status_code == 200
-    assert 'lang="zh-CN"' in chinese.text and 'lang="en"' in english.text
+    assert 'lang="zh-CN"' in chinese.text
+    assert 'lang="en"' in english.text
     assert chinese.text != english.text

@@ -144,11 +144,29 @@ def test_monthly_flows_and_carried_balances(api: Api) -> None:
     url = f"/v1/enterprises/{CODE_A}/transactions/summary?as_of=2026-01-31"
     monthly = api.client.get(url, headers=owner).json()["monthly"]
     assert monthly == [
-        {"month": "2025-11-01", "currency": "CNY", "inflow_minor": 105_000,
-         "outflow_minor": 40_000, "net_minor": 65_000, "closing_balance_minor": 565_000},
+        {
+            "month": "2025-11-01",
+            "currency": "CNY",
+            "inflow_minor": 105_000,
+            "outflow_minor": 40_000,
+            "net_minor": 65_000,
+            "closing_balance_minor": 565_000,
+        },
         # acct-2 reported nothing in December: its November balance is carried
-        {"month": "2025-12-01", "currency": "CNY", "inflow_minor": 0,
-         "outflow_minor": 10_000, "net_minor": -10_000, "closing_balance_minor": 555_000},
-        {"month": "2025-12-01", "currency": "USD", "inflow_minor": 2_500,
-         "outflow_minor": 0, "net_minor": 2_500, "closing_balance_minor": None},
+        {
+            "month": "2025-12-01",
+            "currency": "CNY",
+            "inflow_minor": 0,
+            "outflow_minor": 10_000,
+            "net_minor": -10_000,
+            "closing_balance_minor": 555_000,
+        },
+        {
+            "month": "2025-12-01",
+            "currency": "USD",
+            "inflow_minor": 2_500,
+            "outflow_minor": 0,
+            "net_minor": 2_500,
+            "closing_balance_minor": None,
+        },
     ]

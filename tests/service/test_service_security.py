@@ -74,7 +74,8 @@ def test_docs_work_offline(api: Api) -> None:
     assert "<script>" not in docs.text  # no inline script (the CSP would block it)
     scripts = re.findall(r'<script src="([^"]+)"', docs.text)
     styles = re.findall(r'<link rel="stylesheet" href="([^"]+)"', docs.text)
-    assert scripts and styles
+    assert scripts
+    assert styles
     for asset in scripts + styles:
         assert asset.startswith("/")
         response = api.client.get(asset)
@@ -105,8 +106,6 @@ def test_an_unexpected_error_is_a_problem_with_headers(api: Api) -> None:
     assert body["type"] == "urn:flowbureau:problem:internal-error"
     assert body["request_id"] == "req-500"
     assert "boom" not in response.text  # the traceback goes to the log only
-
-
 
 
 def test_errors_are_problem_details(api: Api) -> None:

@@ -94,10 +94,21 @@ def _downgrade(s: Setup, code: str = CODE_A) -> None:
                 db,
                 [
                     ScoreEvaluation(
-                        enterprise_id=code, as_of=now.date() + timedelta(days=k), computed_at=now,
-                        model_name="credit", model_version=1, score=640 - 60 * k, pd=pd,
-                        grade=grade, grade_rank=rank, reasons=[], cases=[], features={},
-                        data_summary={}, sources=[], data_fingerprint=f"f{k}",
+                        enterprise_id=code,
+                        as_of=now.date() + timedelta(days=k),
+                        computed_at=now,
+                        model_name="credit",
+                        model_version=1,
+                        score=640 - 60 * k,
+                        pd=pd,
+                        grade=grade,
+                        grade_rank=rank,
+                        reasons=[],
+                        cases=[],
+                        features={},
+                        data_summary={},
+                        sources=[],
+                        data_fingerprint=f"f{k}",
                     )
                 ],
                 pd_jump=0.05,
@@ -167,9 +178,11 @@ def test_signed_delivery_with_retry_and_backoff(setup: Setup) -> None:
     assert {d["status"] for d in listed} == {"delivered"}
     assert {d["attempts"] for d in listed} == {2}
     with s.api.context.sessions() as db:
-        audited = db.execute(
-            sa.select(AuditEntry).where(AuditEntry.operation == "webhook_view_score")
-        ).scalars().all()
+        audited = (
+            db.execute(sa.select(AuditEntry).where(AuditEntry.operation == "webhook_view_score"))
+            .scalars()
+            .all()
+        )
     assert len(audited) == 2
     assert {a.consent_id for a in audited} == {consent_id}
     assert _dispatcher(s).run_once(s.client).delivered == 0  # nothing twice
@@ -234,8 +247,13 @@ def test_only_institutions_manage_webhooks_and_urls_are_checked(setup: Setup) ->
     principal = Principal(kind="api_key", id="k", role=Role.API_CLIENT, institution_id=s.bank_id)
     with s.api.context.sessions() as db, pytest.raises(InputError, match="https in production"):
         webhooks.create_endpoint(
-            db, principal=principal, url="http://x.example/h", events=["score.downgraded"],
-            vault=s.api.context.vault, production=True, now=s.api.clock(),
+            db,
+            principal=principal,
+            url="http://x.example/h",
+            events=["score.downgraded"],
+            vault=s.api.context.vault,
+            production=True,
+            now=s.api.clock(),
         )
     other = s.api.enterprise("13900139001", CODE_B)
     assert other  # a second enterprise exists; a foreign endpoint id is not found

@@ -170,9 +170,9 @@ def build_features(frame: pd.DataFrame, *, timezone: str = "Asia/Shanghai") -> p
     cp = counterparty_keys(frame)
     cp_known = pd.notna(cp)
     put("cp_missing", ~cp_known)
-    name_missing = frame["counterparty_filled"].to_numpy(bool) | frame[
-        "counterparty_name"
-    ].isna().to_numpy()
+    name_missing = (
+        frame["counterparty_filled"].to_numpy(bool) | frame["counterparty_name"].isna().to_numpy()
+    )
     put("cp_name_missing", name_missing)
     put("cp_member", frame["cp_member"].to_numpy(bool))
     cp_group = pd.Series(np.where(cp_known, cp, "\x00none"), dtype=object)

@@ -19,7 +19,8 @@ Rules:
 - **Training labels** are type names (``None`` = unlabelled, ignored by every loss); the
   regression target follows from the label (-1 for ``typo_x10``, -2 for ``typo_x100``, 0
   otherwise; duplicates excluded). Losses: BCE (positive weight sqrt(neg/pos), capped 20) +
-  class-weighted cross-entropy (weights sqrt of inverse frequency, capped 50) + Huber.
+  class-weighted cross-entropy (weights sqrt of inverse frequency, capped 50) + Huber with
+  the same per-class weights (slips are rare; unweighted, the value head learns "no shift").
 - **Estimator contract** (scikit-learn): ``__init__`` stores parameters only; ``fit`` returns
   ``self``; learned state ends in ``_``; predicting before ``fit`` raises ``NotFittedError``.
 - **Deterministic**: ``fit`` seeds torch and numpy from ``seed``, requests deterministic
@@ -130,6 +131,10 @@ class Analysis:
     """Predicted normal (true) amount, signed minor units."""
     normal_confidence: npt.NDArray[np.float64]
     """Probability of the type that implies :attr:`normal_amount_minor` (0 when unchanged)."""
+    slip_amount_minor: npt.NDArray[np.int64]
+    """The amount if the entry is known to be a decimal slip (an analyst or a rule says so):
+    the written amount ÷100 when that divides exactly and the type head finds ``typo_x100``
+    more probable than ``typo_x10``, else ÷10 when that divides, else the written amount."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,9 +359,8 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         anomalous = probabilities[:, 1:]
         best = anomalous.argmax(axis=1) + 1
         types = np.asarray(self.classes_, dtype=object)[best]
-        normal, confidence = self._normal_amounts(
-            X["amount_minor"].to_numpy(np.int64), delta, probabilities
-        )
+        amount = X["amount_minor"].to_numpy(np.int64)
+        normal, confidence = self._normal_amounts(amount, delta, probabilities)
         return Analysis(
             score=score,
             type=types,
@@ -364,6 +368,7 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
             probabilities=probabilities,
             normal_amount_minor=normal,
             normal_confidence=confidence,
+            slip_amount_minor=self._slip_amounts(amount, probabilities),
         )
 
     def _normal_amounts(
@@ -373,15 +378,12 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         probabilities: npt.NDArray[np.float64],
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         column = {c: i for i, c in enumerate(self.classes_)}
+        normal = _nearest_shift(amount, delta)
         best_shift = np.zeros(len(amount), dtype=np.int64)
-        best_distance = np.abs(delta)
         for shift in (1, 2):
-            divisible = (amount % 10**shift) == 0
-            distance = np.abs(delta + shift)
-            better = divisible & (distance < best_distance)
-            best_shift = np.where(better, shift, best_shift)
-            best_distance = np.where(better, distance, best_distance)
-        normal = amount // (10**best_shift)
+            best_shift = np.where(
+                (normal != amount) & (normal * 10**shift == amount), shift, best_shift
+            )
         confidence = np.zeros(len(amount))
         for shift, name in _DECIMAL_SHIFTS.items():
             if shift:
@@ -392,6 +394,19 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         normal = np.where(duplicate, 0, normal)
         confidence = np.where(duplicate, probabilities[:, column["duplicate_posting"]], confidence)
         return normal.astype(np.int64), confidence
+
+    def _slip_amounts(
+        self, amount: npt.NDArray[np.int64], probabilities: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        column = {c: i for i, c in enumerate(self.classes_)}
+        by_ten = (amount % 10) == 0
+        by_hundred = (amount % 100) == 0
+        hundred = by_hundred & (
+            probabilities[:, column["typo_x100"]] > probabilities[:, column["typo_x10"]]
+        )
+        return np.where(hundred, amount // 100, np.where(by_ten, amount // 10, amount)).astype(
+            np.int64
+        )
 
     def decision_function(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Anomaly score per row: P(not normal), in [0, 1]."""
@@ -560,6 +575,22 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _nearest_shift(
+    amount: npt.NDArray[np.int64], delta: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """The exact decimal shift of ``amount`` (÷1, ÷10 or ÷100) nearest the predicted log10
+    ratio ``delta``."""
+    best = np.zeros(len(amount), dtype=np.int64)
+    best_distance = np.abs(delta)
+    for shift in (1, 2):
+        divisible = (amount % 10**shift) == 0
+        distance = np.abs(delta + shift)
+        better = divisible & (distance < best_distance)
+        best = np.where(better, shift, best)
+        best_distance = np.where(better, distance, best_distance)
+    return (amount // 10**best).astype(np.int64)
 
 
 def _default_features() -> tuple[str, ...]:

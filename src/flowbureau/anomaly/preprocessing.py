@@ -339,7 +339,7 @@ def _balance_slips(frame: pd.DataFrame) -> pd.DataFrame:
                 frame["tx_id"].to_numpy()[hit],
                 "balance_decimal_slip",
                 kind,
-                confidence=0.99,
+                confidence=0.999,
                 evidence=evidence,
                 amount=delta[hit],
             )
@@ -366,7 +366,7 @@ def _statement_slips(frame: pd.DataFrame) -> pd.DataFrame:
                 frame["tx_id"].to_numpy()[chosen],
                 "statement_decimal_slip",
                 kind,
-                confidence=0.95,
+                confidence=0.99,
                 evidence=evidence,
                 amount=amount[chosen] // factor,
             )

@@ -29,7 +29,7 @@ class AnomalySettings(BaseModel):
         description="Correction and label logs and run snapshots (default data_dir/anomaly).",
     )
     confidence: float = Field(
-        default=0.9,
+        default=0.99,
         gt=0.0,
         le=1.0,
         description="Minimum confidence for a proposed correction to be applied.",

@@ -7,26 +7,33 @@ already replaced by pseudonyms and never reach SQL):
   ``statements``, ``pending`` (entries the reader reported as pending).
 - ``b_statements``: ``stmt_idx``, ``file_idx``, ``statement_id``, ``location``,
   ``account_id``, ``owner_name``, ``owner_name_norm``, ``owner_enterprise_id`` (a valid
-  credit code printed on the statement), ``currency``, balances, period,
-  ``reconciliation_diff_minor``.
-- ``b_entries``: ``stmt_idx``, ``entry_no`` (file order) and the fields of
-  ``RAW_ENTRY_SCHEMA`` with ``account_id`` / ``counterparty_account`` pseudonyms and
-  ``counterparty_name_norm`` added.
+  credit code printed on the statement), ``currency``, balances, period, ``pending``.
+- ``b_entries``: ``row_idx`` (its position in the table), ``stmt_idx``, ``entry_no`` (file
+  order) and the fields of ``RAW_ENTRY_SCHEMA`` with ``account_id`` / ``counterparty_account``
+  pseudonyms and ``counterparty_name_norm`` added.
 - ``b_accounts``: ``account_id``, ``enterprise_id``, ``owner_name_norm`` of every known
   account (the ``accounts`` view, registers of this run included).
 - ``existing_ids``: ``tx_id`` of stored records that could repeat this batch's (same bank,
   neighbouring months).
 
-Steps, in order (each a temp table): ``b_std`` (every column but ``raw_text``, which only a
-quarantined entry keeps) standardises (UTC time, currency, the account's enterprise) and
-decides completeness (``reject_reason`` / ``reject_field``); ``b_ok`` assigns ``tx_id``
-(:mod:`.identifiers`) to the admitted entries;
-``b_kinds`` categorises (:mod:`.rules`) each distinct (description, counterparty name,
-direction, transaction code, own-account) combination once - texts repeat, so this runs the
-rule regexes far fewer times than once per entry; ``b_rows`` joins the category back, sets
-quality flags (:mod:`.flags`) and marks duplicates (``dup_rank`` > 1 within the batch,
-``is_existing`` against the store). The ``*_sql`` functions then select the
-rows of each warehouse table in its exact schema.
+Steps (:func:`steps_sql`, in order): ``b_stmts`` adds each statement's reconciliation
+difference; ``b_std`` (a view: wide rows are never copied) standardises every entry (UTC
+time, currency, the account's enterprise) and decides completeness (``reject_reason`` /
+``reject_field``); ``b_ok`` (a view) keeps the admitted entries; ``b_kinds`` categorises
+(:mod:`.rules`) each distinct (description, counterparty name, direction, transaction code,
+own-account) combination once - texts repeat, so the rule regexes run far fewer times than
+once per entry; ``b_rows`` is the narrow per-entry result: ``tx_id``
+(:mod:`.identifiers`), category, quality flags (:mod:`.flags`), time, currency and
+enterprise, keyed by ``row_idx``.
+
+Each step is one set-based pass. The occurrence index of ``tx_id`` and the in-batch duplicate
+rank are windows only over the rare rows that need them: ``tx_id`` is first computed with
+occurrence 0; entries of one file with equal identity fields then share it, and only those
+groups are ranked and re-hashed (``b_repeat``). Likewise only ``tx_id`` s seen twice are ranked
+(``b_dups``) and only stored ones are looked up (``b_existing``). ``b_marked`` (a view) joins
+these marks on; the ``*_sql`` functions then select the rows of each warehouse table in its
+exact schema, and :func:`new_rows_sql` the narrow columns of the new records, which the
+caller completes from the Arrow entries (see :mod:`flowbureau.ingestion`).
 """
 
 from __future__ import annotations
@@ -41,18 +48,24 @@ from flowbureau.schema import CURRENCY_EXPONENTS
 
 __all__ = [
     "BOOKED_OR_INVALID",
+    "NEW",
     "accounts_sql",
     "duplicates_sql",
+    "marks_sql",
+    "new_rows_sql",
     "quarantine_sql",
+    "reconcile_sql",
     "rows_sql",
     "sources_sql",
     "standardise_sql",
     "statements_sql",
-    "transactions_sql",
 ]
 
 BOOKED_OR_INVALID = "(status = 'BOOK' OR starts_with(status, 'INVALID:'))"
 """Entries that count as records of a file (the rest are pending / informational)."""
+
+NEW = "(dup_rank = 1 AND NOT is_existing)"
+"""``b_marked`` rows stored as new records (the rest are duplicates)."""
 
 _FIELD_HINTS = (
     ("amount", "amount"),
@@ -81,8 +94,31 @@ def _field_from_reason() -> str:
     return f"CASE {branches} END"
 
 
+def reconcile_sql() -> str:
+    """``b_stmts``: ``b_statements`` plus ``reconciliation_diff_minor``, the statement's
+    closing balance minus (opening + its entries), NULL when either balance is missing or an
+    entry is in another currency (:func:`flowbureau.formats.reconcile`, for every statement
+    of the batch in one pass)."""
+    return """
+    CREATE OR REPLACE TEMP TABLE b_stmts AS
+    SELECT s.*,
+           CASE WHEN s.opening_balance_minor IS NULL OR s.closing_balance_minor IS NULL
+                  OR coalesce(t.foreign_entries, 0) > 0 THEN NULL
+                ELSE CAST(s.closing_balance_minor
+                          - (s.opening_balance_minor + coalesce(t.total, 0)) AS BIGINT)
+           END AS reconciliation_diff_minor
+    FROM b_statements s
+    LEFT JOIN (
+        SELECT e.stmt_idx, sum(e.amount_minor) AS total,
+               count(*) FILTER (WHERE e.currency IS DISTINCT FROM s.currency) AS foreign_entries
+        FROM b_entries e JOIN b_statements s USING (stmt_idx)
+        GROUP BY e.stmt_idx
+    ) t USING (stmt_idx)
+    """
+
+
 def standardise_sql(*, timezone: str) -> str:
-    """``b_std``: every entry, standardised, with its completeness verdict.
+    """``b_std`` (a view): every entry, standardised, with its completeness verdict.
 
     ``reject_reason`` is the reader's ``INVALID:`` reason, ``missing account number`` or
     ``unknown currency <code>``; ``reject_field`` names the field (for reader reasons, the
@@ -90,8 +126,8 @@ def standardise_sql(*, timezone: str) -> str:
     """
     currencies = ", ".join(f"({_literal(c)})" for c in sorted(CURRENCY_EXPONENTS))
     return f"""
-    CREATE OR REPLACE TEMP TABLE b_std AS
-    SELECT e.* EXCLUDE (currency, raw_text), upper(trim(e.currency)) AS currency,
+    CREATE OR REPLACE TEMP VIEW b_std AS
+    SELECT e.* EXCLUDE (currency), upper(trim(e.currency)) AS currency,
            s.file_idx, s.statement_id, f.source_file, f.file_sha256,
            s.reconciliation_diff_minor,
            coalesce(k.enterprise_id, s.owner_enterprise_id) AS enterprise_id,
@@ -114,7 +150,7 @@ def standardise_sql(*, timezone: str) -> str:
                 WHEN iso.code IS NULL THEN 'currency'
            END AS reject_field
     FROM b_entries e
-    JOIN b_statements s USING (stmt_idx)
+    JOIN b_stmts s USING (stmt_idx)
     JOIN b_files f ON f.file_idx = s.file_idx
     LEFT JOIN b_accounts k ON k.account_id = e.account_id
     LEFT JOIN (VALUES {currencies}) iso(code) ON iso.code = upper(trim(e.currency))
@@ -122,12 +158,10 @@ def standardise_sql(*, timezone: str) -> str:
 
 
 def rows_sql(*, bank_id: str, rules: RuleSet) -> list[str]:
-    """Statements building ``b_rows``: admitted entries with ``tx_id``, ``tx_type``,
-    ``quality_flags``, ``dup_rank`` and ``is_existing`` (needs ``existing_ids``)."""
-    occurrence_key = (
-        "file_idx, account_id, local_date, amount_minor, currency, reference, end_to_end_id, "
-        "counterparty_account, counterparty_name_norm, description"
-    )
+    """Statements building ``b_ok``, ``b_kinds`` and ``b_rows`` (admitted entries: ``row_idx``,
+    ``file_idx``, ``stmt_idx``, ``entry_no``, ``tx_id``, ``tx_type``, ``quality_flags``,
+    ``booked_at``, ``enterprise_id``, ``currency``, ``amount_minor``, ``month``), with the
+    occurrence index of repeated entries applied (``b_repeat``)."""
     flags = ", ".join(
         f"CASE WHEN {condition} THEN {_literal(flag.value)} END"
         for flag, condition in (
@@ -144,31 +178,18 @@ def rows_sql(*, bank_id: str, rules: RuleSet) -> list[str]:
     )
     return [
         f"""
-        CREATE OR REPLACE TEMP TABLE b_ok AS
-        WITH ok AS (
-            SELECT *, {_literal(bank_id)} AS bank_id
-            FROM b_std WHERE status = 'BOOK' AND reject_reason IS NULL
-        ),
-        windows AS (  -- on a narrow projection: windows over all 30 columns cost far more
-            SELECT stmt_idx, entry_no,
-                   lag(balance_after_minor) OVER (PARTITION BY stmt_idx ORDER BY entry_no)
-                     AS prev_balance,
-                   row_number() OVER (PARTITION BY {occurrence_key}
-                                      ORDER BY stmt_idx, entry_no) - 1 AS occurrence
-            FROM ok
-        ),
-        hashed AS (
-            SELECT *, {tx_id_sql()} AS tx_id
-            FROM ok JOIN windows USING (stmt_idx, entry_no)
-        )
-        SELECT h.*,
-               coalesce(c.enterprise_id = h.enterprise_id, false)
-                 OR coalesce(h.counterparty_name_norm = h.owner_name_norm, false) AS cp_is_own
-        FROM hashed h LEFT JOIN b_accounts c ON c.account_id = h.counterparty_account
+        CREATE OR REPLACE TEMP VIEW b_ok AS
+        SELECT o.*, {_literal(bank_id)} AS bank_id,
+               coalesce(c.enterprise_id = o.enterprise_id, false)
+                 OR coalesce(o.counterparty_name_norm = o.owner_name_norm, false) AS cp_is_own
+        FROM b_std o LEFT JOIN b_accounts c ON c.account_id = o.counterparty_account
+        WHERE o.status = 'BOOK' AND o.reject_reason IS NULL
         """,
         f"""
         CREATE OR REPLACE TEMP TABLE b_kinds AS
-        SELECT *, {categorise_sql(rules)} AS tx_type, {returned_sql(rules)} AS returned
+        SELECT description_key AS k_description, counterparty_name_norm AS k_counterparty,
+               amount_minor AS k_direction, tx_code AS k_code, cp_is_own AS k_own,
+               {categorise_sql(rules)} AS tx_type, {returned_sql(rules)} AS returned
         FROM (
             SELECT description_key, lower({fold_width_sql("description_key")}) AS desc_fold,
                    cp_key AS counterparty_name_norm, direction AS amount_minor, code AS tx_code,
@@ -182,56 +203,97 @@ def rows_sql(*, bank_id: str, rules: RuleSet) -> list[str]:
         """,
         f"""
         CREATE OR REPLACE TEMP TABLE b_rows AS
-        SELECT o.*, k.tx_type,
-               list_filter([{flags}], lambda f: f IS NOT NULL) AS quality_flags,
-               row_number() OVER (PARTITION BY o.tx_id ORDER BY o.file_idx, o.stmt_idx,
-                                  o.entry_no) AS dup_rank,
-               o.tx_id IN (SELECT tx_id FROM existing_ids) AS is_existing
-        FROM b_ok o
+        SELECT o.row_idx, o.file_idx, o.stmt_idx, o.entry_no, {tx_id_sql("0")} AS tx_id,
+               k.tx_type, list_filter([{flags}], lambda f: f IS NOT NULL) AS quality_flags,
+               o.booked_at, o.enterprise_id, o.currency, o.amount_minor,
+               strftime(o.booked_at, '%Y-%m') AS month
+        FROM (
+            SELECT *, lag(balance_after_minor) OVER (PARTITION BY stmt_idx ORDER BY entry_no)
+                        AS prev_balance
+            FROM b_ok
+        ) o
         JOIN b_kinds k
-          ON k.description_key = coalesce(o.description, '')
-         AND k.counterparty_name_norm = coalesce(o.counterparty_name_norm, '')
-         AND k.amount_minor = sign(o.amount_minor)
-         AND k.tx_code = coalesce(o.tx_code, '')
-         AND k.cp_is_own = o.cp_is_own
+          ON k.k_description = coalesce(o.description, '')
+         AND k.k_counterparty = coalesce(o.counterparty_name_norm, '')
+         AND k.k_direction = sign(o.amount_minor)
+         AND k.k_code = coalesce(o.tx_code, '')
+         AND k.k_own = o.cp_is_own
         """,
+        # Entries of one file with all identity fields equal got the same tx_id above (they
+        # hashed occurrence 0): rank them in file order and re-hash the later ones.
+        f"""
+        CREATE OR REPLACE TEMP TABLE b_repeat AS
+        WITH groups AS (
+            SELECT file_idx, tx_id FROM b_rows GROUP BY ALL HAVING count(*) > 1
+        ),
+        ranked AS (
+            SELECT row_idx, row_number() OVER (PARTITION BY file_idx, tx_id
+                                           ORDER BY stmt_idx, entry_no) - 1 AS occurrence
+            FROM b_rows SEMI JOIN groups USING (file_idx, tx_id)
+        )
+        SELECT row_idx, {tx_id_sql("occurrence")} AS tx_id
+        FROM b_ok JOIN ranked USING (row_idx)
+        WHERE occurrence > 0
+        """,
+        "UPDATE b_rows SET tx_id = p.tx_id FROM b_repeat p WHERE b_rows.row_idx = p.row_idx",
+        "DROP TABLE b_repeat",
         "DROP TABLE b_kinds",
-        "DROP TABLE b_ok",
     ]
 
 
-def transactions_sql(*, ingest_id: str) -> str:
-    """New records in ``STORED_TRANSACTION_SCHEMA`` order, plus the ``month`` partition."""
+def marks_sql() -> list[str]:
+    """Statements building ``b_marked`` (a view): ``b_rows`` plus ``dup_rank`` (> 1 for an
+    entry whose ``tx_id`` came earlier in the batch) and ``is_existing`` (already stored;
+    needs ``existing_ids``)."""
+    return [
+        """
+        CREATE OR REPLACE TEMP TABLE b_dups AS
+        WITH repeated AS (SELECT tx_id FROM b_rows GROUP BY tx_id HAVING count(*) > 1)
+        SELECT row_idx, row_number() OVER (PARTITION BY tx_id
+                                       ORDER BY file_idx, stmt_idx, entry_no) AS dup_rank
+        FROM b_rows SEMI JOIN repeated USING (tx_id)
+        """,
+        """
+        CREATE OR REPLACE TEMP TABLE b_existing AS
+        SELECT row_idx FROM b_rows SEMI JOIN existing_ids USING (tx_id)
+        """,
+        """
+        CREATE OR REPLACE TEMP VIEW b_marked AS
+        SELECT r.*, coalesce(d.dup_rank, 1) AS dup_rank, x.row_idx IS NOT NULL AS is_existing
+        FROM b_rows r LEFT JOIN b_dups d USING (row_idx) LEFT JOIN b_existing x USING (row_idx)
+        """,
+    ]
+
+
+def new_rows_sql() -> str:
+    """The computed columns of the new records (``row_idx`` points into ``b_entries``), ordered by
+    ``month`` (the ``YYYY-MM`` of ``booked_at`` that partitions the files), then ``row_idx``."""
     return f"""
-    SELECT tx_id, bank_id, account_id, enterprise_id, statement_id, booked_at, value_date,
-           amount_minor, currency, balance_after_minor, counterparty_name,
-           counterparty_name_norm, counterparty_account, counterparty_bank, tx_type, tx_code,
-           reference, end_to_end_id, description AS description_raw, source_file,
-           location AS source_location, file_sha256, {_literal(ingest_id)} AS ingest_id,
-           quality_flags, strftime(booked_at, '%Y-%m') AS month
-    FROM b_rows WHERE dup_rank = 1 AND NOT is_existing
+    SELECT row_idx, tx_id, tx_type, quality_flags, booked_at, enterprise_id, currency, month
+    FROM b_marked WHERE {NEW} ORDER BY month, row_idx
     """
 
 
-def duplicates_sql(*, ingest_id: str) -> str:
+def duplicates_sql(*, bank_id: str, ingest_id: str) -> str:
     """Entries not stored because their ``tx_id`` is stored already or came earlier."""
     return f"""
-    SELECT tx_id, bank_id,
-           CASE WHEN is_existing THEN 'existing' ELSE 'in_batch' END AS kind,
-           source_file, location AS source_location, file_sha256,
+    SELECT m.tx_id, {_literal(bank_id)} AS bank_id,
+           CASE WHEN m.is_existing THEN 'existing' ELSE 'in_batch' END AS kind,
+           s.source_file, s.location AS source_location, s.file_sha256,
            {_literal(ingest_id)} AS ingest_id
-    FROM b_rows WHERE dup_rank > 1 OR is_existing
+    FROM b_marked m JOIN b_std s USING (row_idx)
+    WHERE NOT {NEW}
     """
 
 
 def quarantine_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
     """Rejected entries in ``QUARANTINE_SCHEMA`` order."""
     return f"""
-    SELECT {_literal(bank_id)} AS bank_id, q.source_file, q.location AS source_location,
-           q.file_sha256, q.reject_field AS field, q.reject_reason AS reason, e.raw_text,
+    SELECT {_literal(bank_id)} AS bank_id, source_file, location AS source_location,
+           file_sha256, reject_field AS field, reject_reason AS reason, raw_text,
            {_literal(ingest_id)} AS ingest_id, {_timestamp(now)} AS quarantined_at
-    FROM b_std q JOIN b_entries e USING (stmt_idx, entry_no)
-    WHERE q.reject_reason IS NOT NULL
+    FROM b_std
+    WHERE reject_reason IS NOT NULL
     """
 
 
@@ -256,7 +318,7 @@ def statements_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
            s.reconciliation_diff_minor = 0 AS reconciled, s.reconciliation_diff_minor,
            f.format, f.profile, f.source_file, s.location AS source_location, f.file_sha256,
            {_literal(ingest_id)} AS ingest_id, {_timestamp(now)} AS ingested_at
-    FROM b_statements s
+    FROM b_stmts s
     JOIN b_files f ON f.file_idx = s.file_idx
     LEFT JOIN b_accounts k ON k.account_id = s.account_id
     LEFT JOIN ({_STATEMENT_TOTALS}) t ON t.stmt_idx = s.stmt_idx
@@ -299,9 +361,9 @@ def sources_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
     ) a ON a.file_idx = f.file_idx
     LEFT JOIN (
         SELECT file_idx,
-               count(*) FILTER (WHERE dup_rank = 1 AND NOT is_existing) AS new_records,
-               count(*) FILTER (WHERE dup_rank > 1 OR is_existing) AS duplicates
-        FROM b_rows GROUP BY file_idx
+               count(*) FILTER (WHERE {NEW}) AS new_records,
+               count(*) FILTER (WHERE NOT {NEW}) AS duplicates
+        FROM b_marked GROUP BY file_idx
     ) r ON r.file_idx = f.file_idx
     ORDER BY f.file_idx
     """

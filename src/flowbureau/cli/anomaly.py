@@ -120,7 +120,7 @@ def run(
             min=0.0,
             max=1.0,
             help="Apply corrections whose confidence reaches this (default "
-            "settings.anomaly.confidence, 0.9).",
+            "settings.anomaly.confidence, 0.99).",
         ),
     ] = None,
     model: Annotated[

@@ -31,7 +31,7 @@ Rules:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -42,6 +42,8 @@ from flowbureau.schema import RAW_ENTRY_SCHEMA
 
 BOOKED = "BOOK"
 """``status`` of a booked entry (the only kind that is stored)."""
+
+_NO_ENTRIES = RAW_ENTRY_SCHEMA.empty_table()  # immutable: one shared empty table
 
 INVALID_PREFIX = "INVALID:"
 """``status`` prefix of a readable entry that must be quarantined (see the module rules)."""
@@ -70,13 +72,25 @@ class StatementFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class EntrySpan:
+    """Where a statement's entries sit in a table shared by the statements of one bulk read:
+    ``entries`` is ``table.slice(offset, entries.num_rows)``, so a consumer can take a run of
+    statements as one slice instead of concatenating thousands of small tables."""
+
+    table: pa.Table
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedStatement:
     """One statement of a file: its facts, booked entries and reported-only pending entries."""
 
     facts: StatementFacts
     entries: pa.Table
-    pending: pa.Table = field(default_factory=RAW_ENTRY_SCHEMA.empty_table)
+    pending: pa.Table = field(default_factory=lambda: _NO_ENTRIES)
     warnings: tuple[str, ...] = ()
+    span: EntrySpan | None = field(default=None, compare=False, repr=False)
+    """Set by bulk reads (see :class:`EntrySpan`); ``None`` for a statement read alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +146,15 @@ def reconcile(statement: ParsedStatement) -> int | None:
             return None
     total = pc.sum(entries.column("amount_minor")).as_py() or 0
     return int(facts.closing_balance_minor - (facts.opening_balance_minor + total))
+
+
+def with_reconciliation_note(statement: ParsedStatement, diff: int | None) -> ParsedStatement:
+    """The statement with a warning when ``diff`` (its :func:`reconcile`) is non-zero."""
+    if not diff:
+        return statement
+    facts = statement.facts
+    note = (
+        f"statement at {facts.location} does not reconcile: closing {facts.closing_balance_minor}"
+        f" - opening {facts.opening_balance_minor} - entries = {diff} minor units"
+    )
+    return replace(statement, warnings=(*statement.warnings, note))

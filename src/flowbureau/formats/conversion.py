@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowbureau.errors import InputError
-from flowbureau.formats.base import BOOKED, INVALID_PREFIX, ParsedStatement, StatementFacts
+from flowbureau.formats.base import (
+    BOOKED,
+    INVALID_PREFIX,
+    EntrySpan,
+    ParsedStatement,
+    StatementFacts,
+)
 from flowbureau.formats.layout import Layout, currency_code
 from flowbureau.schema import (
     RAW_ENTRY_SCHEMA,
@@ -53,6 +59,7 @@ _PLAIN_AMOUNT = r"^-?[0-9]+(\.[0-9]+)?$"
 _POWERS = pa.array([10**k for k in range(19)], pa.int64())
 _EPOCH_1900_US = -2_208_988_800_000_000  # a time parsed alone lands on 1900-01-01
 _DAY_US = 86_400_000_000
+_EPOCH_DATE = date(1970, 1, 1)
 _PLACEHOLDER_US = 0  # 1970-01-01: booked_local of a row whose date is empty (INVALID)
 _DIGITS = pa.array(list("0123456789"))
 _FORMAT_FIELDS = {"%Y": r"(?P<Y>[0-9]{4})", "%m": r"(?P<m>[0-9]{1,2})", "%d": r"(?P<d>[0-9]{1,2})"}
@@ -335,7 +342,7 @@ def _booked(
 ) -> tuple[pa.Array, pa.Array]:
     """Booking time as int64 microseconds (placeholder where the date is empty)."""
     empty = pc.equal(dates, "")
-    parsed, used = _strptime(dates, ctx.date_formats)
+    parsed, which = _strptime(dates, ctx.date_formats)
     bad = _first(pc.and_(pc.is_null(parsed), pc.invert(empty)))
     if bad is not None:
         raise ctx.error(
@@ -344,27 +351,32 @@ def _booked(
             _line(lines, bad),
             "date",
         )
-    _check_calendar(dates, parsed, used, lines, ctx)
+    _check_calendar(dates, parsed, which, lines, ctx)
     micros = pc.fill_null(pc.cast(parsed, pa.int64()), _PLACEHOLDER_US)
     if times is not None:
         micros = pc.add(micros, _time_of_day(times, lines, ctx))
     return micros, empty
 
 
-def _strptime(values: pa.Array, formats: Sequence[str]) -> tuple[pa.Array, list[str]]:
+def _strptime(values: pa.Array, formats: Sequence[str]) -> tuple[pa.Array, pa.Array]:
     """Each format in turn until every non-empty value is parsed (null where none matches),
-    and the formats that parsed something."""
+    and per row the index of the format that parsed it (the first in order; null if none)."""
     result: pa.Array = pa.nulls(len(values), pa.timestamp("us"))
+    which: pa.Array = pa.nulls(len(values), pa.int8())
     wanted = len(values) - (pc.sum(pc.equal(values, "")).as_py() or 0)
-    used: list[str] = []
-    for fmt in formats:
+    for index, fmt in enumerate(formats):
         done = len(result) - result.null_count
         if done >= wanted:
             break
-        result = pc.coalesce(result, pc.strptime(values, format=fmt, unit="us", error_is_null=True))
-        if len(result) - result.null_count > done:
-            used.append(fmt)
-    return result, used
+        attempt = pc.strptime(values, format=fmt, unit="us", error_is_null=True)
+        if done == 0:
+            result = attempt
+            which = pc.if_else(pc.is_valid(attempt), pa.scalar(index, pa.int8()), which)
+            continue
+        fresh = pc.and_(pc.is_null(result), pc.is_valid(attempt))
+        result = pc.coalesce(result, attempt)
+        which = pc.if_else(fresh, pa.scalar(index, pa.int8()), which)
+    return result, which
 
 
 def _format_pattern(fmt: str) -> str | None:
@@ -387,23 +399,26 @@ def _format_pattern(fmt: str) -> str | None:
 
 
 def _check_calendar(
-    texts: pa.Array, parsed: pa.Array, used: Sequence[str], lines: pa.Array, ctx: Context
+    texts: pa.Array, parsed: pa.Array, which: pa.Array, lines: pa.Array, ctx: Context
 ) -> None:
-    """Catch days Arrow rolled over: they land on day 1-3, where the text says otherwise."""
+    """Catch days Arrow rolled over: they land on day 1-3, where the text (read with the
+    format that parsed the row) says otherwise."""
     candidates = pc.and_(pc.is_valid(parsed), pc.less_equal(pc.day(parsed), 3))
     if not _any(candidates):
         return
     positions = pc.indices_nonzero(candidates)
     sub_text = pc.take(texts, positions)
     sub_day = pc.day(pc.take(parsed, positions))
+    sub_which = pc.take(which, positions)
     agrees: pa.Array = pa.repeat(pa.scalar(False), len(positions))
-    for fmt in used:
-        pattern = _format_pattern(fmt)
+    for index in pc.unique(sub_which).to_pylist():
+        pattern = _format_pattern(ctx.date_formats[index])
         if pattern is None:
             continue
         parts = pc.extract_regex(sub_text, pattern=pattern)
         day = pc.cast(pc.struct_field(parts, "d"), pa.int64())
-        agrees = pc.or_(agrees, pc.fill_null(pc.equal(day, sub_day), False))
+        own = pc.equal(sub_which, index)
+        agrees = pc.or_(agrees, pc.fill_null(pc.and_(own, pc.equal(day, sub_day)), False))
     for index in pc.indices_nonzero(pc.invert(agrees)).to_pylist():
         value = sub_text[index].as_py()
         if not _python_parses(value, ctx.date_formats):
@@ -640,6 +655,195 @@ def statement(
     if ctx.account is None:
         notes.append("the file states no account number (no preamble 账号 line)")
     return ParsedStatement(facts=result, entries=entries, warnings=tuple(notes))
+
+
+@dataclass(frozen=True)
+class FileBody:
+    """One file's place in a bulk conversion: its context and facts, the virtual line (in the
+    concatenated buffer) of its first body line, the real number of that line, its footer."""
+
+    ctx: Context
+    facts: dict[str, Any]
+    virtual_start: int
+    first_line: int
+    footer: Sequence[Summary]
+
+
+def statements_bulk(
+    converted: Converted, files: Sequence[FileBody]
+) -> list[tuple[ParsedStatement, int | None]]:
+    """Split one conversion of several files' concatenated bodies into their statements.
+
+    ``converted`` came from :func:`convert` over the bodies of ``files`` joined in order, with
+    *virtual* line numbers (1 = the first line of the first body). Gives, per file, exactly
+    what :func:`statement` gives for that file alone (entries are zero-copy slices of one
+    table, with real line numbers and the file's account number) and its reconciliation
+    difference (see :func:`~flowbureau.formats.base.reconcile`), computed for all files at
+    once: running balances, periods and sums are segment operations over the whole table.
+    """
+    count = len(files)
+    virtual = np.asarray(converted.lines.to_numpy(), dtype=np.int64)
+    vstart = np.array([f.virtual_start for f in files], dtype=np.int64)
+    first_line = np.array([f.first_line for f in files], dtype=np.int64)
+    starts = np.searchsorted(virtual, vstart, side="left")
+    ends = np.append(starts[1:], len(virtual))
+    sizes = ends - starts
+    owner = np.repeat(np.arange(count), sizes)
+    real = virtual - vstart[owner] + first_line[owner]
+    table = converted.entries
+    accounts = pa.array([f.ctx.account for f in files], pa.string())
+    for name, values in (
+        ("account_number", accounts.take(pa.array(owner))),
+        ("location", pc.cast(pa.array(real), pa.string())),
+    ):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), values)
+    table = table.combine_chunks()
+    summaries: list[list[Summary]] = [[] for _ in files]
+    for summary in converted.summaries:
+        index = int(np.searchsorted(vstart, summary.line, side="right")) - 1
+        line = summary.line - int(vstart[index]) + int(first_line[index])
+        summaries[index].append(Summary(line, summary.cells))
+    balances = _running_balances(table, owner, starts, ends, count)
+    spans = _booked_spans(table, starts, sizes)
+    amounts = np.asarray(table.column("amount_minor").to_numpy(), dtype=np.int64)
+    running = np.concatenate(([0], np.cumsum(amounts)))
+    totals = running[ends] - running[starts]
+    currencies = pc.fill_null(
+        pc.not_equal(
+            table.column("currency"),
+            pa.array([f.ctx.currency for f in files], pa.string()).take(pa.array(owner)),
+        ),
+        True,
+    )
+    foreign = np.bincount(
+        owner[np.asarray(currencies.to_numpy(zero_copy_only=False), dtype=bool)],
+        minlength=count,
+    )
+    out: list[tuple[ParsedStatement, int | None]] = []
+    for index, file in enumerate(files):
+        ctx = file.ctx
+        size = int(sizes[index])
+        entries = table.slice(int(starts[index]), size)
+        notes = list(ctx.warnings)
+        found = summaries[index] + list(file.footer)
+        if found:
+            lines = real[starts[index] : ends[index]]
+            notes.extend(_check_summaries(entries, lines, found, ctx))
+        opening, closing, balance_note = balances[index]
+        if balance_note:
+            notes.append(balance_note)
+        low, high = spans[index]
+        period: tuple[date | None, date | None] = file.facts.get("period") or (None, None)
+        facts = StatementFacts(
+            account_number=ctx.account,
+            owner_name=file.facts.get("owner"),
+            owner_id=file.facts.get("credit_code"),
+            currency=ctx.currency,
+            opening_balance_minor=opening,
+            closing_balance_minor=closing,
+            period_start=period[0] or low,
+            period_end=period[1] or high,
+            location=str(ctx.layout.line),
+        )
+        if ctx.account is None:
+            notes.append("the file states no account number (no preamble 账号 line)")
+        diff = None
+        if opening is not None and closing is not None and not (size and foreign[index]):
+            diff = closing - (opening + int(totals[index]))
+        out.append(
+            (
+                ParsedStatement(
+                    facts=facts,
+                    entries=entries,
+                    warnings=tuple(notes),
+                    span=EntrySpan(table, int(starts[index])),
+                ),
+                diff,
+            )
+        )
+    return out
+
+
+def _running_balances(
+    table: pa.Table, owner: np.ndarray[Any, Any], starts: Any, ends: Any, count: int
+) -> list[tuple[int | None, int | None, str | None]]:
+    """:func:`_running_balance` of every file segment at once (same opening, closing, note)."""
+    result: list[tuple[int | None, int | None, str | None]] = [(None, None, None)] * count
+    balances = table.column("balance_after_minor")
+    if balances.null_count == table.num_rows:
+        return result
+    amounts = np.asarray(table.column("amount_minor").to_numpy(), dtype=np.int64)
+    known = np.asarray(pc.is_valid(balances).to_numpy(zero_copy_only=False), dtype=bool)
+    values = np.asarray(pc.fill_null(balances, 0).to_numpy(), dtype=np.int64)
+    cumulative = np.cumsum(amounts)
+    before = cumulative - amounts  # sum of the amounts before each row (chunk-wide)
+    positions = np.flatnonzero(known)
+    files = owner[positions]
+    b = values[positions]
+    same = files[1:] == files[:-1]
+    pair_file = files[1:]
+    forward = b[1:] - b[:-1] == cumulative[positions[1:]] - cumulative[positions[:-1]]
+    backward = b[:-1] - b[1:] == before[positions[1:]] - before[positions[:-1]]
+    forward_ok = np.bincount(pair_file[same & forward], minlength=count)
+    backward_ok = np.bincount(pair_file[same & backward], minlength=count)
+    chronological = forward_ok >= backward_ok
+    broken = same & ~np.where(chronological[pair_file], forward, backward)
+    breaks = np.bincount(pair_file[broken], minlength=count)
+    first_break = np.flatnonzero(broken)
+    first_known = np.searchsorted(files, np.arange(count), side="left")
+    last_known = np.searchsorted(files, np.arange(count), side="right") - 1
+    locations = table.column("location")
+    for index in np.flatnonzero(last_known >= first_known).tolist():
+        first, last = positions[first_known[index]], positions[last_known[index]]
+        end = ends[index] - 1
+        b_first, b_last = int(values[first]), int(values[last])
+        if chronological[index]:
+            opening = b_first - int(cumulative[first] - before[starts[index]])
+            closing = b_last + int(cumulative[end] - cumulative[last])
+            order = "chronological"
+        else:
+            opening = b_last - int(cumulative[end] - before[last])
+            closing = b_first + int(before[first] - before[starts[index]])
+            order = "newest-first"
+        note = None
+        if breaks[index]:
+            pair = first_break[np.searchsorted(pair_file[first_break], index, side="left")]
+            at = locations[int(positions[pair + 1])].as_py()
+            note = (
+                f"running balance ({order} order) breaks at line {at} ({int(breaks[index])} "
+                "break(s)): rows are missing, reordered or altered"
+            )
+        result[index] = (opening, closing, note)
+    return result
+
+
+def _booked_spans(
+    table: pa.Table, starts: Any, sizes: Any
+) -> list[tuple[date | None, date | None]]:
+    """Per file segment, the first and last booking date of its booked entries."""
+    spans: list[tuple[date | None, date | None]] = [(None, None)] * len(sizes)
+    nonempty = np.flatnonzero(sizes > 0)
+    if not len(nonempty):
+        return spans
+    booked = np.asarray(
+        pc.equal(table.column("status"), BOOKED).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    micros = np.asarray(
+        pc.cast(table.column("booked_local"), pa.int64()).to_numpy(zero_copy_only=False),
+        dtype=np.int64,
+    )
+    big = np.iinfo(np.int64).max
+    low = np.minimum.reduceat(np.where(booked, micros, big), starts[nonempty])
+    high = np.maximum.reduceat(np.where(booked, micros, -big), starts[nonempty])
+    for index, first, last in zip(nonempty.tolist(), low.tolist(), high.tolist(), strict=True):
+        if first != big:
+            spans[index] = (_micros_date(first), _micros_date(last))
+    return spans
+
+
+def _micros_date(micros: int) -> date:
+    return _EPOCH_DATE + timedelta(days=micros // _DAY_US)
 
 
 def _check_summaries(

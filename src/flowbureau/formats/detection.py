@@ -18,24 +18,32 @@ Rules:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from flowbureau.errors import FormatDetectionError, InputError
+from flowbureau.errors import FlowbureauError, FormatDetectionError, InputError
 from flowbureau.formats.bai import Bai2Reader
-from flowbureau.formats.base import BytesStatementReader, ParsedStatement, Sniff, reconcile
+from flowbureau.formats.base import (
+    BytesStatementReader,
+    ParsedStatement,
+    Sniff,
+    reconcile,
+    with_reconciliation_note,
+)
 from flowbureau.formats.camt import CamtReader
 from flowbureau.formats.ofx import OfxReader
 from flowbureau.formats.profiles import Profile, load_profiles
 from flowbureau.formats.register import AccountRecord, RegisterReader
 from flowbureau.formats.swift import Mt940Reader
-from flowbureau.formats.tabular import TabularReader
+from flowbureau.formats.tabular import XLS_MAGIC, XLSX_MAGIC, TabularReader
 
 FORMATS: tuple[str, ...] = ("mt940", "camt", "bai2", "ofx", "csv", "register")
 """Formats ``read_file`` knows; ``csv`` covers CSV and XLSX bank exports, ``mt940`` MT942."""
 
 HEAD_BYTES = 64 << 10
+BULK_READ_BYTES = 64 << 20
+"""How many bytes of CSV exports :func:`read_files` collects before reading them in bulk."""
 EXTENSION_BONUS = 0.05
 _EXTENSIONS: dict[str, frozenset[str]] = {
     "mt940": frozenset({".sta", ".940", ".942", ".mt940", ".mt942", ".swi", ".fin", ".txt"}),
@@ -162,26 +170,21 @@ def read_file(
     malformed content.
     """
     path = Path(path)
-    if format != "auto" and format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; known: {', '.join(FORMATS)}", field="format")
-    if profile is not None and format not in ("auto", "csv"):
-        raise InputError(f"a profile applies to format 'csv', not {format!r}", field="profile")
-    profiles = load_profiles(profile_dirs)
-    if profile is not None and profile not in profiles:
-        raise InputError(
-            f"unknown profile {profile!r}; known: {', '.join(sorted(profiles))}", field="profile"
-        )
+    profiles = _profiles(format, profile, profile_dirs)
     data = _read(path)
     digest = hashlib.sha256(data).hexdigest()
-    chosen_format, chosen_profile = format, profile
-    if profile is not None:
-        chosen_format = "csv"
-    elif format in ("auto", "csv"):
-        candidates = _candidates(path, data[:HEAD_BYTES], profiles)
-        if format == "csv":
-            candidates = [c for c in candidates if c.format == "csv"]
-        choice = _choose(path, candidates, empty=not data)
-        chosen_format, chosen_profile = choice.format, choice.profile
+    chosen = _choice(path, data, format, profile, profiles)
+    return _read_chosen(path, data, digest, chosen, profiles)
+
+
+def _read_chosen(
+    path: Path,
+    data: bytes,
+    digest: str,
+    chosen: tuple[str, str | None],
+    profiles: dict[str, Profile],
+) -> ReadResult:
+    chosen_format, chosen_profile = chosen
     if chosen_format == "register":
         accounts = RegisterReader().parse_accounts(data, path)
         return ReadResult(path, digest, "register", None, [], accounts)
@@ -195,14 +198,101 @@ def read_file(
     )
 
 
+def read_files(
+    paths: Iterable[Path],
+    *,
+    format: str = "auto",
+    profile: str | None = None,
+    profile_dirs: Sequence[Path] = (),
+) -> Iterator[ReadResult]:
+    """``read_file`` of each path, in order, with bank CSV exports read in bulk.
+
+    Yields what ``read_file`` returns for each path and raises the error it raises first
+    (after yielding the files before it). CSV exports are collected (up to
+    :data:`BULK_READ_BYTES` of files) and read by
+    :meth:`~flowbureau.formats.tabular.TabularReader.parse_many`: their statements' entries
+    are slices of shared tables (``ParsedStatement.span``). Other formats are read one by one.
+    """
+    profiles = _profiles(format, profile, profile_dirs)
+    pending: list[tuple[Path, bytes, str, str]] = []
+    size = 0
+    for given in paths:
+        path = Path(given)
+        try:
+            data = _read(path)
+            digest = hashlib.sha256(data).hexdigest()
+            chosen = _choice(path, data, format, profile, profiles)
+        except FlowbureauError:
+            yield from _read_bulk(pending, profiles)  # an earlier file's error comes first
+            raise
+        if chosen[0] == "csv" and not data.startswith((XLSX_MAGIC, XLS_MAGIC)):
+            assert chosen[1] is not None
+            pending.append((path, data, digest, chosen[1]))
+            size += len(data)
+            if size >= BULK_READ_BYTES:
+                yield from _read_bulk(pending, profiles)
+                pending, size = [], 0
+            continue
+        yield from _read_bulk(pending, profiles)
+        pending, size = [], 0
+        yield _read_chosen(path, data, digest, chosen, profiles)
+    yield from _read_bulk(pending, profiles)
+
+
+def _read_bulk(
+    pending: Sequence[tuple[Path, bytes, str, str]], profiles: dict[str, Profile]
+) -> Iterator[ReadResult]:
+    """The collected CSV exports, read in bulk per profile, in their order."""
+    if not pending:
+        return
+    by_profile: dict[str, list[int]] = {}
+    for index, (_, _, _, name) in enumerate(pending):
+        by_profile.setdefault(name, []).append(index)
+    statements: list[list[ParsedStatement]] = [[] for _ in pending]
+    try:
+        for name, members in by_profile.items():
+            reader = TabularReader(profiles[name])
+            read = reader.parse_many([(pending[i][1], pending[i][0]) for i in members])
+            for index, parsed in zip(members, read, strict=True):
+                statements[index] = parsed
+    except FlowbureauError:
+        # Another profile's file may come earlier: read them all in order to raise its error.
+        for path, data, _, name in pending:
+            TabularReader(profiles[name]).parse(data, path)
+        raise
+    for (path, _, digest, name), parsed in zip(pending, statements, strict=True):
+        yield ReadResult(path, digest, "csv", name, parsed, [])
+
+
+def _profiles(format: str, profile: str | None, profile_dirs: Sequence[Path]) -> dict[str, Profile]:
+    """The known profiles, after checking the ``format`` / ``profile`` options."""
+    if format != "auto" and format not in FORMATS:
+        raise InputError(f"unknown format {format!r}; known: {', '.join(FORMATS)}", field="format")
+    if profile is not None and format not in ("auto", "csv"):
+        raise InputError(f"a profile applies to format 'csv', not {format!r}", field="profile")
+    profiles = load_profiles(profile_dirs)
+    if profile is not None and profile not in profiles:
+        raise InputError(
+            f"unknown profile {profile!r}; known: {', '.join(sorted(profiles))}", field="profile"
+        )
+    return profiles
+
+
+def _choice(
+    path: Path, data: bytes, format: str, profile: str | None, profiles: dict[str, Profile]
+) -> tuple[str, str | None]:
+    """``(format, profile)`` to read ``data`` with: the options, else detection."""
+    if profile is not None:
+        return "csv", profile
+    if format not in ("auto", "csv"):
+        return format, None
+    candidates = _candidates(path, data[:HEAD_BYTES], profiles)
+    if format == "csv":
+        candidates = [c for c in candidates if c.format == "csv"]
+    choice = _choose(path, candidates, empty=not data)
+    return choice.format, choice.profile
+
+
 def _noted(statement: ParsedStatement) -> ParsedStatement:
     """The statement with a warning when its balances do not reconcile."""
-    diff = reconcile(statement)
-    if not diff:
-        return statement
-    facts = statement.facts
-    note = (
-        f"statement at {facts.location} does not reconcile: closing {facts.closing_balance_minor}"
-        f" - opening {facts.opening_balance_minor} - entries = {diff} minor units"
-    )
-    return replace(statement, warnings=(*statement.warnings, note))
+    return with_reconciliation_note(statement, reconcile(statement))

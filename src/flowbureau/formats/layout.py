@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flowbureau.formats.profiles import Profile
 from flowbureau.schema import InvalidCodeError, currency_exponent
@@ -64,8 +64,14 @@ def normalize_header(cell: str) -> str:
 
 
 def split_cells(text: str, delimiter: str) -> list[str]:
-    """The cells of one CSV line."""
-    return next(csv.reader([text], delimiter=delimiter), [])
+    """The cells of one CSV line (a stray carriage return inside it is kept as a character)."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        # Python's csv refuses a bare "\r" in an unquoted field; read it as a plain character.
+        mark = next(c for c in ("\x00", "\ue000", "\uffff") if c not in text)
+        cells = next(csv.reader([text.replace("\r", mark)], delimiter=delimiter), [])
+        return [cell.replace(mark, "\r") for cell in cells]
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,66 @@ def find_layout(profile: Profile, rows: Sequence[tuple[int, list[str]]]) -> Layo
         if isinstance(layout, Layout):
             return layout
         reasons.append(layout)
-    if not rows:
+    return _no_header(reasons, empty=not rows)
+
+
+def _no_header(reasons: Sequence[str], *, empty: bool) -> str:
+    if empty:
         return "the file is empty"
     distinct = sorted(set(reasons))
     return f"no header row in the first {len(reasons)} lines: " + "; ".join(distinct)
+
+
+def find_layout_in_lines(
+    profile: Profile,
+    lines: Sequence[tuple[int, str]],
+    delimiter: str,
+    *,
+    joined: str | None = None,
+) -> Layout | str:
+    """:func:`find_layout` over lines of text (``(number, text)``), without splitting most.
+
+    Same answer as ``find_layout(profile, [(n, split_cells(t, delimiter)) ...])``: a line can
+    only be a header when it contains one of the profile's date header names (a cell equal to
+    a name after trimming contains it, once stray BOMs are dropped), so only such lines are
+    split and resolved; the others fail with the "no date column" reason resolving gives them.
+    Resolved header lines are remembered per profile and text, so a bank's thousand files with
+    one header cost one resolution. ``joined``: the lines' texts joined with newlines, BOMs
+    dropped, when the caller has it already.
+    """
+    names = profile.headers("date")
+    exact = not any('"' in n or "\ufeff" in n for n in names)
+    lines = lines[:MAX_HEADER_LINE]
+    if exact and lines:
+        if joined is None:
+            joined = "\n".join(text for _, text in lines).replace("\ufeff", "")
+        if not any(n in joined for n in names):  # the common verdict on other banks' files
+            return _no_header([f"no date column ({' / '.join(names)})"] * len(lines), empty=False)
+    reasons: list[str] = []
+    for number, text in lines:
+        plain = text.replace("\ufeff", "") if "\ufeff" in text else text
+        if exact and not any(n in plain for n in names):
+            reasons.append(f"no date column ({' / '.join(names)})")
+            continue
+        layout = _resolve_text(profile, text, delimiter)
+        if isinstance(layout, Layout):
+            return layout if layout.line == number else replace(layout, line=number)
+        reasons.append(layout)
+    return _no_header(reasons, empty=not lines)
+
+
+_RESOLVED: dict[tuple[int, str, str], tuple[Profile, Layout | str]] = {}
+_RESOLVED_MAX = 4096
+
+
+def _resolve_text(profile: Profile, text: str, delimiter: str) -> Layout | str:
+    """``resolve_layout`` of one line's text (line number 0), memoised per profile object."""
+    key = (id(profile), delimiter, text)
+    known = _RESOLVED.get(key)
+    if known is not None and known[0] is profile:
+        return known[1]
+    if len(_RESOLVED) >= _RESOLVED_MAX:
+        _RESOLVED.clear()
+    result = resolve_layout(profile, split_cells(text, delimiter), 0)
+    _RESOLVED[key] = (profile, result)
+    return result

@@ -60,9 +60,10 @@ class OfxReader(BytesStatementReader):
 
     def sniff(self, path: Path, head: bytes) -> Sniff:
         """OFX when the file has an OFX header (``OFXHEADER:`` or ``<?OFX``) or ``<OFX>``."""
-        if _HEADER_RE.search(head) or b"<?OFX" in head.upper():
+        upper = head.upper() if b"<" in head else b""  # both tags need a "<"
+        if _HEADER_RE.search(head) or b"<?OFX" in upper:
             return Sniff(1.0, "OFX header")
-        if b"<OFX>" in head.upper():
+        if b"<OFX>" in upper:
             return Sniff(0.8, "<OFX> element without an OFX header")
         return Sniff(0.0, "no OFXHEADER / <?OFX header and no <OFX> element")
 

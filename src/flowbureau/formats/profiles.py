@@ -47,6 +47,7 @@ period = ["起止日期"]
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -173,16 +174,26 @@ def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
 
 
 def load_profile_file(path: Path) -> Profile:
-    """Load one profile TOML file."""
+    """Load one profile TOML file (parsed once per file version: cached by mtime and size)."""
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        stat = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read the profile: {exc.strerror or exc}", file=path) from None
+    return _load_profile_file(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_profile_file(path: str, mtime_ns: int, size: int) -> Profile:
+    del mtime_ns, size  # only part of the cache key: an edited file is parsed again
+    try:
+        data = tomllib.loads(Path(path).read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=path) from None
-    return parse_profile(data, source=str(path))
+    return parse_profile(data, source=path)
 
 
-def builtin_profiles() -> dict[str, Profile]:
-    """The profiles shipped with flowbureau, by name (``generic`` included)."""
+@functools.cache
+def _builtin_profiles() -> dict[str, Profile]:
     found: dict[str, Profile] = {}
     for entry in resources.files("flowbureau.formats.bank_profiles").iterdir():
         if entry.name.endswith(".toml"):
@@ -190,6 +201,15 @@ def builtin_profiles() -> dict[str, Profile]:
             profile = parse_profile(data, source=f"flowbureau/formats/bank_profiles/{entry.name}")
             found[profile.name] = profile
     return found
+
+
+def builtin_profiles() -> dict[str, Profile]:
+    """The profiles shipped with flowbureau, by name (``generic`` included).
+
+    The TOML files are parsed once per process; profiles are shared, immutable data (do not
+    modify their mappings; use ``dataclasses.replace`` to derive a variant).
+    """
+    return dict(_builtin_profiles())
 
 
 def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:

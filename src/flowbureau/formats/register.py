@@ -26,8 +26,8 @@ from flowbureau.formats.base import Sniff
 from flowbureau.formats.layout import (
     MAX_HEADER_LINE,
     currency_code,
-    find_layout,
     normalize_header,
+    split_cells,
 )
 from flowbureau.formats.profiles import builtin_profiles
 from flowbureau.formats.tabular import XLSX_MAGIC, Head, read_head, xlsx_rows
@@ -67,9 +67,22 @@ def _columns(cells: Sequence[str]) -> dict[str, int] | None:
     return found if all(k in found for k in ("account", "owner", "credit_code")) else None
 
 
+def _header_candidates(head: Head) -> list[tuple[int, list[str]]]:
+    """The rows that may be a register header: with CSV text, only lines that contain the
+    credit-code header at all (a cell equal to it after trimming contains it) are split."""
+    if head.lines is None:
+        return list(head.rows)
+    (needle,) = COLUMNS["credit_code"]
+    return [
+        (number, split_cells(text, head.delimiter))
+        for number, text in head.lines
+        if needle in (text.replace("\ufeff", "") if "\ufeff" in text else text)
+    ]
+
+
 def _is_statement(head: Head) -> bool:
     generic = builtin_profiles()["generic"]
-    return not isinstance(find_layout(generic, head.rows), str)
+    return not isinstance(head.layout(generic), str)
 
 
 class RegisterReader:
@@ -82,7 +95,7 @@ class RegisterReader:
         info = read_head(path, head, ENCODINGS, ",")
         if info.problem:
             return Sniff(0.0, info.problem)
-        for number, cells in info.rows:
+        for number, cells in _header_candidates(info):
             if _columns(cells) is not None:
                 if _is_statement(info):
                     return Sniff(0.0, "has transaction columns (date, amount): a statement")

@@ -48,7 +48,8 @@ _TAG_RE = re.compile(r"^:(?P<tag>[0-9]{2}|NS)(?P<sub>[A-Z])?:")
 _SPLIT_TAG_RE = re.compile(r"^(?:[0-9]{2}|NS)[A-Z]?:")
 _BLOCK_HEAD_RE = re.compile(r"^(?:\{[0-9A-Z]{1,3}:[^{}]*\})*\{4:")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_BYTES_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+"""SWIFT control characters (all C0 controls but tab, LF and CR, and DEL): ignored when sniffing."""
 _BALANCE_RE = re.compile(r"[CD][0-9]{6}[A-Z]{3}[0-9]*,?[0-9]*")
 _STRUCTURED_86 = re.compile(r"^[0-9]{3}\?[0-9]{2}")
 _SNIFF_TAG_RE = re.compile(
@@ -120,13 +121,14 @@ class Mt940Reader(BytesStatementReader):
 
     def sniff(self, path: Path, head: bytes) -> Sniff:
         """MT940 when the text starts with a SWIFT envelope or ``:20:``, likely with other tags."""
-        sample = _CONTROL_BYTES_RE.sub(b"", head.removeprefix(UTF8_BOM))
+        sample = head.removeprefix(UTF8_BOM).translate(None, _CONTROL_BYTES)
         stripped = sample.lstrip()
         if re.match(rb"\{1:F[0-9]{2}", stripped) and b"{4:" in sample:
             return Sniff(1.0, "SWIFT FIN envelope {1:...}{4:")
         if stripped.startswith(b":20:"):
             return Sniff(0.95, "starts with the :20: statement tag")
-        if _SNIFF_TAG_RE.search(sample):
+        # Tags start a line: without a ":" there, the regex cannot match (cheap to know).
+        if (sample.startswith(b":") or b"\n:" in sample) and _SNIFF_TAG_RE.search(sample):
             return Sniff(
                 0.6, "has SWIFT statement tags (:25:, :61:, ...) but does not start with :20:"
             )

@@ -46,15 +46,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowbureau.errors import InputError, ParseError
-from flowbureau.formats.base import BytesStatementReader, ParsedStatement, Sniff
-from flowbureau.formats.conversion import Body, Context, Converted, Summary, convert, statement
+from flowbureau.errors import FlowbureauError, InputError, ParseError
+from flowbureau.formats.base import (
+    BytesStatementReader,
+    ParsedStatement,
+    Sniff,
+    reconcile,
+    with_reconciliation_note,
+)
+from flowbureau.formats.conversion import (
+    Body,
+    Context,
+    Converted,
+    FileBody,
+    Summary,
+    convert,
+    statement,
+    statements_bulk,
+)
 from flowbureau.formats.layout import (
     DEFAULT_DIRECTIONS,
     MAX_HEADER_LINE,
     Layout,
     currency_code,
     find_layout,
+    find_layout_in_lines,
     normalize_header,
     split_cells,
 )
@@ -63,6 +79,9 @@ from flowbureau.formats.text import UTF8_BOM, choose_encoding, decode, first_bad
 from flowbureau.schema import InvalidCodeError, currency_exponent, validate_credit_code
 
 CHUNK_BYTES = 32 << 20
+BULK_BYTES = 8 << 20
+"""Joined bodies parsed and converted in one pass by :meth:`TabularReader.parse_many`."""
+_IDEOGRAPHIC_SPACE = "\u3000".encode()
 HEAD_BYTES = 64 << 10
 XLSX_MAGIC = b"PK\x03\x04"
 XLS_MAGIC = b"\xd0\xcf\x11\xe0"
@@ -75,30 +94,83 @@ _PERIOD_SPLIT = re.compile(r"\s*(?:至|到|~|～|—|－|--|\s-\s)\s*")
 
 @dataclass(frozen=True)
 class Head:
-    """The first lines (CSV) or rows (XLSX) of a file as cells, or why they cannot be read."""
+    """The first lines (CSV) or rows (XLSX) of a file, or why they cannot be read.
 
-    rows: tuple[tuple[int, list[str]], ...]
+    A CSV head keeps its lines as text (``lines``) and splits them into cells only when asked
+    (``rows``); :meth:`layout` finds a profile's header row without splitting most lines.
+    """
+
+    rows_given: tuple[tuple[int, list[str]], ...] = ()
     problem: str | None = None
+    lines: tuple[tuple[int, str], ...] | None = None
+    delimiter: str = ","
+
+    @functools.cached_property
+    def rows(self) -> tuple[tuple[int, list[str]], ...]:
+        """The first lines or rows as cells."""
+        if self.lines is None:
+            return self.rows_given
+        return tuple((n, split_cells(t, self.delimiter)) for n, t in self.lines)
+
+    @functools.cached_property
+    def text(self) -> str:
+        """The CSV lines joined with newlines, stray BOMs dropped (for substring checks)."""
+        return "\n".join(t for _, t in self.lines or ()).replace("\ufeff", "")
+
+    def layout(self, profile: Profile) -> Layout | str:
+        """The profile's header row among these lines (see ``find_layout``)."""
+        if self.lines is None:
+            return find_layout(profile, self.rows_given)
+        return find_layout_in_lines(profile, self.lines, self.delimiter, joined=self.text)
 
 
 def read_head(path: Path, head: bytes, encodings: Sequence[str], delimiter: str) -> Head:
-    """The first :data:`~flowbureau.formats.layout.MAX_HEADER_LINE` lines or rows as cells."""
+    """The first :data:`~flowbureau.formats.layout.MAX_HEADER_LINE` lines or rows."""
     if head.startswith(XLSX_MAGIC):
         stat = path.stat()
         return _xlsx_head(str(path), stat.st_mtime_ns, stat.st_size)
     if head.startswith(XLS_MAGIC):
         return Head((), "legacy .xls (BIFF) workbook: save it as .xlsx or CSV")
-    encoding, why = choose_encoding(head, encodings)
-    if why:
-        return Head((), why)
-    rows: list[tuple[int, list[str]]] = []
-    for number, raw in enumerate(head.removeprefix(UTF8_BOM).split(b"\n")[:MAX_HEADER_LINE], 1):
+    return _text_head(head, tuple(encodings), delimiter)
+
+
+@functools.lru_cache(maxsize=16)
+def _text_head(head: bytes, encodings: tuple[str, ...], delimiter: str) -> Head:
+    """A CSV head, cached: detection asks once per profile with the same bytes object (whose
+    hash Python computes once)."""
+    lines = _utf8_lines(head)
+    if lines is None:
+        encoding, why = choose_encoding(head, encodings)
+        if why:
+            return Head((), why)
+        lines = _head_lines(head, encoding)
+    return Head(lines=lines, delimiter=delimiter)
+
+
+@functools.lru_cache(maxsize=4)
+def _utf8_lines(head: bytes) -> tuple[tuple[int, str], ...] | None:
+    """The head's first lines when it is UTF-8 (whatever encodings a profile allows, UTF-8
+    content is read as UTF-8), else ``None``; decided once per head."""
+    encoding, why = choose_encoding(head, ())
+    return None if why else _head_lines(head, encoding)
+
+
+def _head_lines(head: bytes, encoding: str) -> tuple[tuple[int, str], ...]:
+    lines: list[tuple[int, str]] = []
+    data = head.removeprefix(UTF8_BOM)
+    start = 0
+    for number in range(1, MAX_HEADER_LINE + 1):
+        stop = data.find(b"\n", start)
+        raw = data[start:] if stop < 0 else data[start:stop]
         try:
             text = raw.decode(encoding).rstrip("\r")
         except UnicodeDecodeError:
             break  # the sample ends inside a multi-byte character
-        rows.append((number, split_cells(text, delimiter)))
-    return Head(tuple(rows))
+        lines.append((number, text))
+        if stop < 0:
+            break
+        start = stop + 1
+    return tuple(lines)
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,6 +182,20 @@ def _xlsx_head(path: str, mtime_ns: int, size: int) -> Head:
     except InputError as exc:
         return Head((), exc.message)
     return Head(tuple(rows))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A CSV file cut into its parts: UTF-8 bytes, context, facts, body range, footer."""
+
+    buf: bytes
+    ctx: Context
+    facts: dict[str, Any]
+    body_start: int
+    body_end: int
+    first_line: int
+    """Line number of the first body line (the one after the header)."""
+    footer: list[Summary]
 
 
 class TabularReader(BytesStatementReader):
@@ -125,7 +211,7 @@ class TabularReader(BytesStatementReader):
         info = read_head(path, head, self.profile.encodings, self.profile.delimiter)
         if info.problem:
             return Sniff(0.0, info.problem)
-        layout = find_layout(self.profile, info.rows)
+        layout = info.layout(self.profile)
         if isinstance(layout, str):
             return Sniff(0.0, layout)
         missing = [m for m in self.profile.match if m not in layout.header]
@@ -145,6 +231,93 @@ class TabularReader(BytesStatementReader):
                 file=path,
             )
         return [self._read_csv(data, path)]
+
+    def parse_many(self, files: Sequence[tuple[bytes, Path]]) -> list[list[ParsedStatement]]:
+        """Statements of many files, as ``read_file`` returns them (reconciliation warnings
+        included), read in bulk.
+
+        Each file is framed on its own (encoding, header, preamble, footer); bodies with the
+        same header row and currency are then joined and parsed and converted in one pass
+        (``BULK_BYTES`` at a time, in threads), and split back into statements whose entries
+        are slices of one table (:class:`~flowbureau.formats.base.EntrySpan`). Files that
+        need care (XLSX, full-width spaces or ``="`` cells, a quoted value spanning lines) are
+        read one by one. If anything fails, the files are read again one by one, in order,
+        so the error raised is exactly the one reading them one by one raises first.
+        """
+        try:
+            return self._parse_many(files)
+        except FlowbureauError:
+            return [
+                [with_reconciliation_note(s, reconcile(s)) for s in self.parse(data, path)]
+                for data, path in files
+            ]
+
+    def _parse_many(self, files: Sequence[tuple[bytes, Path]]) -> list[list[ParsedStatement]]:
+        results: list[list[ParsedStatement] | None] = [None] * len(files)
+        groups: dict[tuple[tuple[str, ...], str], list[tuple[int, _Frame]]] = {}
+        for index, (data, path) in enumerate(files):
+            if data.startswith((XLSX_MAGIC, XLS_MAGIC)):
+                results[index] = self._parse_one(data, path)
+                continue
+            frame = self._frame(data, path)
+            body = (frame.body_start, frame.body_end)
+            if frame.buf.find(_IDEOGRAPHIC_SPACE, *body) >= 0 or frame.buf.find(b'="', *body) >= 0:
+                results[index] = self._parse_one(data, path)
+                continue
+            key = (frame.ctx.layout.header, frame.ctx.currency)
+            groups.setdefault(key, []).append((index, frame))
+        chunks: list[list[tuple[int, _Frame]]] = []
+        for members in groups.values():
+            chunk: list[tuple[int, _Frame]] = []
+            size = 0
+            for member in members:
+                chunk.append(member)
+                size += member[1].body_end - member[1].body_start
+                if size >= BULK_BYTES:
+                    chunks.append(chunk)
+                    chunk, size = [], 0
+            if chunk:
+                chunks.append(chunk)
+        workers = min(len(chunks), os.cpu_count() or 1, 8)
+        if workers <= 1:
+            converted = [self._convert_chunk(chunk) for chunk in chunks]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                converted = list(pool.map(self._convert_chunk, chunks))
+        for chunk, statements in zip(chunks, converted, strict=True):
+            for (index, _), parsed in zip(chunk, statements, strict=True):
+                results[index] = parsed
+        return [
+            parsed if parsed is not None else self._parse_one(*files[index])
+            for index, parsed in enumerate(results)
+        ]
+
+    def _parse_one(self, data: bytes, path: Path) -> list[ParsedStatement]:
+        return [with_reconciliation_note(s, reconcile(s)) for s in self.parse(data, path)]
+
+    def _convert_chunk(
+        self, chunk: Sequence[tuple[int, _Frame]]
+    ) -> list[list[ParsedStatement] | None]:
+        """One parse + conversion of the chunk's joined bodies, split back per file (or all
+        ``None`` when the joined body cannot map rows 1:1 onto lines)."""
+        parts: list[bytes] = []
+        files: list[FileBody] = []
+        virtual = 1
+        for _, frame in chunk:
+            body = frame.buf[frame.body_start : frame.body_end]
+            if body and not body.endswith(b"\n"):
+                body += b"\n"
+            files.append(FileBody(frame.ctx, frame.facts, virtual, frame.first_line, frame.footer))
+            virtual += body.count(b"\n")
+            parts.append(body)
+        joined = b"".join(parts)
+        ctx = chunk[0][1].ctx
+        try:
+            rows = _csv_body(joined, 0, len(joined), 1, ctx, bulk=True, plain=True)
+        except _NotOneRowPerLineError:
+            return [None] * len(chunk)
+        pairs = statements_bulk(convert(rows, ctx), files)
+        return [[with_reconciliation_note(parsed, diff)] for parsed, diff in pairs]
 
     def _context(
         self,
@@ -181,7 +354,9 @@ class TabularReader(BytesStatementReader):
         )
         return ctx, facts
 
-    def _read_csv(self, data: bytes, path: Path) -> ParsedStatement:
+    def _frame(self, data: bytes, path: Path) -> _Frame:
+        """Where a CSV file's parts are (preamble facts, header, body, footer); raises on a bad
+        encoding, a missing header row or a bad preamble value."""
         profile = self.profile
         encoding, why = choose_encoding(data[:HEAD_BYTES], profile.encodings)
         if why:
@@ -191,11 +366,14 @@ class TabularReader(BytesStatementReader):
             buf, start = data, len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
         else:
             buf, start = decode(data, encoding, file=path).encode("utf-8"), 0
-        lines = buf[start : start + HEAD_BYTES].split(b"\n")
-        if start + HEAD_BYTES < len(buf):
-            lines = lines[:-1]  # the sample ends inside a line
-        rows: list[tuple[int, list[str]]] = []
-        for number, raw in enumerate(lines[:MAX_HEADER_LINE], start=1):
+        sample_end = min(len(buf), start + HEAD_BYTES)
+        texts: list[tuple[int, str]] = []
+        offset = start
+        for number in range(1, MAX_HEADER_LINE + 1):
+            stop = buf.find(b"\n", offset, sample_end)
+            if stop < 0 and sample_end < len(buf):
+                break  # the sample ends inside a line
+            raw = buf[offset : sample_end if stop < 0 else stop]
             try:
                 text = raw.decode("utf-8").rstrip("\r")
             except UnicodeDecodeError as exc:
@@ -205,16 +383,31 @@ class TabularReader(BytesStatementReader):
                     line=number,
                     field="encoding",
                 ) from None
-            rows.append((number, split_cells(text, profile.delimiter)))
-        layout = find_layout(profile, rows)
+            texts.append((number, text))
+            if stop < 0:
+                break
+            offset = stop + 1
+        layout = find_layout_in_lines(profile, texts, profile.delimiter)
         if isinstance(layout, str):
             raise ParseError(f"not a {profile.name} export: {layout}", file=path, line=1)
-        ctx, facts = self._context(path, layout, [r for r in rows if r[0] < layout.line])
-        body_start = start + sum(len(line) + 1 for line in lines[: layout.line])
+        preamble = [(n, split_cells(t, profile.delimiter)) for n, t in texts if n < layout.line]
+        ctx, facts = self._context(path, layout, preamble)
+        body_start = start
+        for _ in range(layout.line):
+            stop = buf.find(b"\n", body_start)
+            body_start = len(buf) if stop < 0 else stop + 1
         body_end = _body_end(buf, body_start, ctx)
+        first_line = layout.line + 1
+        footer_line = first_line + buf.count(b"\n", body_start, body_end)
+        footer = _footer(buf, body_end, footer_line, ctx)
+        return _Frame(buf, ctx, facts, body_start, body_end, first_line, footer)
+
+    def _read_csv(self, data: bytes, path: Path) -> ParsedStatement:
+        frame = self._frame(data, path)
+        buf, ctx = frame.buf, frame.ctx
         jobs = []
-        line = layout.line + 1
-        for begin, end in _chunks(buf, body_start, body_end):
+        line = frame.first_line
+        for begin, end in _chunks(buf, frame.body_start, frame.body_end):
             jobs.append((begin, end, line))
             line += buf.count(b"\n", begin, end)
 
@@ -228,8 +421,7 @@ class TabularReader(BytesStatementReader):
         else:
             with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1, 8)) as pool:
                 converted = list(pool.map(work, jobs))
-        footer = _footer(buf, body_end, line, ctx)
-        return statement(ctx, converted, footer, facts, ())
+        return statement(ctx, converted, frame.footer, frame.facts, ())
 
     def _read_xlsx(self, data: bytes, path: Path) -> ParsedStatement:
         rows = list(xlsx_rows(data, path))
@@ -367,22 +559,29 @@ def _date(text: str, formats: Sequence[str], path: Path, line: int, key: str) ->
 
 
 def _body_end(buf: bytes, body_start: int, ctx: Context) -> int:
-    """Where the records end: trailing blank and summary lines are not records."""
+    """Where the records end: trailing blank and summary lines are not records.
+
+    Walks back line by line from the end, within the last ``HEAD_BYTES`` of the body (a line
+    cut by that window is not judged).
+    """
     end = len(buf)
     window = max(body_start, end - HEAD_BYTES)
-    pieces = buf[window:end].split(b"\n")
-    offsets = np.cumsum([window] + [len(p) + 1 for p in pieces[:-1]]).tolist()
-    first = 0 if window == body_start else 1  # a window starting inside a line skips it
-    cut = end
-    for index in range(len(pieces) - 1, first - 1, -1):
+    cut = stop = end
+    while True:
+        newline = buf.rfind(b"\n", window, stop)
+        begin = window if newline < 0 else newline + 1
+        if newline < 0 and window != body_start:
+            break  # the window starts inside a line
         try:
-            text = pieces[index].decode("utf-8").rstrip("\r")
+            text = buf[begin:stop].decode("utf-8").rstrip("\r")
         except UnicodeDecodeError:
             break
-        if ctx.blank_line.match(text) or ctx.summary_line.match(text):
-            cut = offsets[index]
-            continue
-        break
+        if not (ctx.blank_line.match(text) or ctx.summary_line.match(text)):
+            break
+        cut = begin
+        if newline < 0:
+            break
+        stop = newline
     return max(cut, body_start)
 
 
@@ -406,8 +605,28 @@ def _chunks(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
         begin = stop
 
 
-def _csv_body(buf: bytes, begin: int, end: int, first_line: int, ctx: Context) -> Body:
-    """The rows of ``buf[begin:end]`` via pyarrow.csv, with exact line numbers."""
+class _NotOneRowPerLineError(Exception):
+    """A bulk body whose rows do not map 1:1 onto its non-empty lines (read per file)."""
+
+
+def _csv_body(
+    buf: bytes,
+    begin: int,
+    end: int,
+    first_line: int,
+    ctx: Context,
+    *,
+    bulk: bool = False,
+    plain: bool | None = None,
+) -> Body:
+    """The rows of ``buf[begin:end]`` via pyarrow.csv, with exact line numbers.
+
+    With ``bulk`` (several files' bodies joined), a body that needs Python's ``csv`` module
+    (a quoted value spanning lines, or one pyarrow cannot read) raises
+    :class:`_NotOneRowPerLineError` instead: a quote left open in one file must not swallow the
+    next file's lines, so such bodies are read file by file. ``plain`` says whether the body
+    has neither full-width spaces nor ``="`` (looked up when ``None``).
+    """
     import pyarrow.csv as pacsv
 
     width = len(ctx.layout.header)
@@ -452,6 +671,8 @@ def _csv_body(buf: bytes, begin: int, end: int, first_line: int, ctx: Context) -
         except pa.ArrowInvalid:
             continue
     if table is None:  # e.g. an unterminated quote: let Python's csv say where
+        if bulk:
+            raise _NotOneRowPerLineError
         return _python_body(buf, begin, end, first_line, ctx)
     if bad:
         row = bad[0]
@@ -469,6 +690,8 @@ def _csv_body(buf: bytes, begin: int, end: int, first_line: int, ctx: Context) -
         raw = lines.filter(nonempty)
         numbers = pc.add(pc.indices_nonzero(nonempty), first_line)
     if len(raw) != table.num_rows:  # a quoted value spans lines
+        if bulk:
+            raise _NotOneRowPerLineError
         return _python_body(buf, begin, end, first_line, ctx)
     parsed = {
         f: names[columns[f]]
@@ -484,7 +707,9 @@ def _csv_body(buf: bytes, begin: int, end: int, first_line: int, ctx: Context) -
         lines=pc.cast(numbers, pa.int64()),
         raw=raw,
         money={f: _unscaled(table.column(n).combine_chunks()) for f, n in parsed.items()},
-        plain=buf.find("\u3000".encode(), begin, end) < 0 and buf.find(b'="', begin, end) < 0,
+        plain=plain
+        if plain is not None
+        else buf.find(_IDEOGRAPHIC_SPACE, begin, end) < 0 and buf.find(b'="', begin, end) < 0,
     )
 
 

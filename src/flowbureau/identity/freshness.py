@@ -85,9 +85,9 @@ class FreshnessPolicy:
             text = (
                 path.read_text("utf-8")
                 if path
-                else resources.files("flowbureau.identity").joinpath("freshness.toml").read_text(
-                    "utf-8"
-                )
+                else resources.files("flowbureau.identity")
+                .joinpath("freshness.toml")
+                .read_text("utf-8")
             )
             data = tomllib.loads(text)
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -101,7 +101,9 @@ class FreshnessPolicy:
             age = entry.get("max_age_days")
             if age is not None and (not isinstance(age, int) or isinstance(age, bool) or age < 1):
                 raise InputError(
-                    "max_age_days must be a positive integer", file=name, field=f"{where}.max_age_days"
+                    "max_age_days must be a positive integer",
+                    file=name,
+                    field=f"{where}.max_age_days",
                 )
             request = entry.get("request", "profile")
             if request not in REQUEST_KINDS:
@@ -324,7 +326,9 @@ def apply_update(
     if kind == "profile" and reattribute is not None:
         reattribute()
         db.flush()
-    still_open = {r.kind: r for r in review_enterprise(db, enterprise=enterprise, policy=policy, now=now)}
+    still_open = {
+        r.kind: r for r in review_enterprise(db, enterprise=enterprise, policy=policy, now=now)
+    }
     if request is None:
         return None
     evaluation = _evaluate(evaluator, enterprise, now.astimezone(UTC).date())

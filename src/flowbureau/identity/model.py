@@ -16,9 +16,10 @@ Rules:
   expectation-maximisation over pairs blocked on the credit code and, in a second session, on
   the normalised name (each session trains the comparisons it did not block on), starting from
   the documented priors in :func:`_settings`; a session with fewer than 30 blocked pairs is
-  skipped (EM on a handful of pairs degenerates) and the starting values stand. The training data are the records the platform
-  holds plus the enterprises' own entries: the same enterprise seen by the registry, several
-  banks, public sources and its own users is what the model learns from.
+  skipped (EM on a handful of pairs degenerates) and the starting values stand. The training
+  data are the records the platform holds plus the enterprises' own entries: the same
+  enterprise seen by the registry, several banks, public sources and its own users is what the
+  model learns from.
 - Scoring is done on a candidate set chosen by the caller (blocking happens in the service
   database, :mod:`flowbureau.identity.attribution`); each candidate gets splink's match
   probability, the posterior of the summed match weights.
@@ -270,9 +271,7 @@ def latest_model(directory: Path) -> IdentityModel:
     return IdentityModel.load(model_path(directory, max(versions)))
 
 
-def _known_non_match_u(
-    connection: Any, table: Any, settings: dict[str, Any], *, seed: int
-) -> None:
+def _known_non_match_u(connection: Any, table: Any, settings: dict[str, Any], *, seed: int) -> None:
     """Set every comparison level's u from random pairs with different credit codes."""
     columns = [
         "credit_code",
@@ -281,7 +280,9 @@ def _known_non_match_u(
         "accounts",
         "legal_representative",
     ]
-    pick = ", ".join(f"{side}.{c} AS {c}_{suffix}" for side, suffix in (("a", "l"), ("b", "r")) for c in columns)
+    pick = ", ".join(
+        f"{side}.{c} AS {c}_{suffix}" for side, suffix in (("a", "l"), ("b", "r")) for c in columns
+    )
     connection.register("__u_records", table)
     connection.execute(
         f"""
@@ -303,7 +304,9 @@ def _known_non_match_u(
     for comparison in settings["comparisons"]:
         levels = comparison["comparison_levels"]
         cases = " ".join(
-            f"ELSE {k}" if level["sql_condition"] == "ELSE" else f"WHEN {level['sql_condition']} THEN {k}"
+            f"ELSE {k}"
+            if level["sql_condition"] == "ELSE"
+            else f"WHEN {level['sql_condition']} THEN {k}"
             for k, level in enumerate(levels)
         )
         counts = dict(

@@ -36,7 +36,8 @@ class IdentitySettings(BaseModel):
         default=None, description="Freshness policy TOML (default: the shipped policy)."
     )
     models_dir: Path | None = Field(
-        default=None, description="Where trained identity models are kept (default data_dir/identity)."
+        default=None,
+        description="Where trained identity models are kept (default data_dir/identity).",
     )
     max_candidates: int = Field(
         default=200, ge=1, le=5000, description="Most candidate records scored for one entry."

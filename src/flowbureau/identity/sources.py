@@ -269,9 +269,7 @@ def _public(path: Path, stem: str) -> Iterator[RecordData]:
         )
 
 
-def load_public_records(
-    db: Session, *, directory: Path, vault: Vault, now: datetime
-) -> LoadReport:
+def load_public_records(db: Session, *, directory: Path, vault: Vault, now: datetime) -> LoadReport:
     """Load the registry and public records under ``directory`` (absent files are skipped)."""
     report = LoadReport()
     if not directory.is_dir():

@@ -16,7 +16,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +32,17 @@ from flowbureau.ledger.contract import (
     ContractRejectedError,
     TxHistory,
 )
-from flowbureau.ledger.log import ConsortiumLog, LogStore, VerifyReport, WitnessClient, verify_log
+from flowbureau.ledger.log import (
+    AdmittedBatch,
+    CheckpointNotFinalError,
+    ConsortiumLog,
+    LogRun,
+    LogStore,
+    RunOutcome,
+    VerifyReport,
+    WitnessClient,
+    verify_log,
+)
 from flowbureau.ledger.manifest import BANK_ID_PATTERN
 from flowbureau.ledger.membership import (
     Action,
@@ -45,11 +57,11 @@ from flowbureau.ledger.membership import (
 )
 from flowbureau.ledger.note import ED25519, NoteVerifier
 from flowbureau.ledger.receipts import ConsistencyProof, Receipt, RecordProof
-from flowbureau.ledger.witness import FileWitnessState, Witness
+from flowbureau.ledger.witness import FileWitnessState, Witness, WitnessStateStore
 from flowbureau.transport.bundle import BundleLimits, PackedBundle, pack_bundle
 from flowbureau.transport.keys import BankKeys, Keystore, raw_public
 
-__all__ = ["DEFAULT_ORIGIN", "BankNode", "Ledger", "majority", "member_keys"]
+__all__ = ["DEFAULT_ORIGIN", "BankNode", "EmbeddedRun", "Ledger", "majority", "member_keys"]
 
 DEFAULT_ORIGIN = "flowbureau.local/consortium"
 """The log origin (and operator key name) of an embedded consortium."""
@@ -112,7 +124,12 @@ class BankNode:
 
 
 class Ledger:
-    """Facade over the consortium log for the embedded default (all nodes in this process)."""
+    """Facade over the consortium log for the embedded default (all nodes in this process).
+
+    ``witness_state(bank_id)`` says where a local bank's witness keeps its state (default: files
+    beside the bank's keys); ``remote_witnesses`` are members' witnesses reached over HTTP (the
+    platform process); ``lock`` serialises appends between processes sharing ``store``.
+    """
 
     def __init__(
         self,
@@ -123,6 +140,10 @@ class Ledger:
         contract: Contract = DEFAULT_CONTRACT,
         limits: BundleLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lock: Callable[[], AbstractContextManager[object]] | None = None,
+        witness_state: Callable[[str], WitnessStateStore] | None = None,
+        remote_witnesses: Mapping[str, WitnessClient] | None = None,
+        quorum: int | None = None,
     ) -> None:
         self.store = store
         self.keystore = keystore
@@ -130,6 +151,10 @@ class Ledger:
         self._contract = contract
         self._limits = limits
         self._clock = clock
+        self._lock = lock
+        self._witness_state = witness_state
+        self.remote_witnesses: dict[str, WitnessClient] = dict(remote_witnesses or {})
+        self._quorum = quorum
         self._log: ConsortiumLog | None = None
         if store.size():
             self._log = self._open_log()
@@ -139,41 +164,67 @@ class Ledger:
     def _open_log(self) -> ConsortiumLog:
         platform = self.keystore.platform()
         log = ConsortiumLog(
-            self.store, log_key=platform.log, box_key=platform.box, limits=self._limits
+            self.store,
+            log_key=platform.log,
+            box_key=platform.box,
+            limits=self._limits,
+            clock=self._clock,
+            lock=self._lock,
         )
-        for member in log.membership.active(log.size):
-            if self.keystore.has_bank(member.bank_id):  # remote members run their own witness
-                log.witnesses[member.bank_id] = self._witness(member.bank_id, log.membership.origin)
+        self._attach_witnesses(log)
         return log
+
+    def _attach_witnesses(self, log: ConsortiumLog) -> None:
+        """Reach every active member's witness: over HTTP when configured, else in process for
+        banks whose keys are local (a member with neither cannot cosign from here)."""
+        for member in log.membership.active(log.size):
+            if member.bank_id in log.witnesses:
+                continue
+            remote = self.remote_witnesses.get(member.bank_id)
+            if remote is not None:
+                log.witnesses[member.bank_id] = remote
+            elif self.keystore.has_bank(member.bank_id):
+                log.witnesses[member.bank_id] = self._witness(member.bank_id, log.membership.origin)
 
     def _witness(self, bank_id: str, origin: str) -> WitnessClient:
         keys = self.keystore.bank(bank_id)
         platform = self.keystore.platform()
         log_verifier = NoteVerifier(origin, ED25519, raw_public(platform.log))
-        state = FileWitnessState(self.keystore.root / "banks" / bank_id / "witness-state")
+        state = (
+            self._witness_state(bank_id)
+            if self._witness_state is not None
+            else FileWitnessState(self.keystore.root / "banks" / bank_id / "witness-state")
+        )
         return Witness(witness_name(origin, bank_id), keys.witness, log_verifier, state=state)
 
-    def found(self, bank_ids: Sequence[str], *, names: dict[str, str] | None = None) -> Receipt:
-        """Create the consortium with these founding banks (keys created as needed)."""
-        if self._log is not None:
-            raise GovernanceError("the consortium already exists")
-        if not bank_ids:
-            raise GovernanceError("a consortium needs at least one founding bank")
+    def draft_genesis(self, members: Sequence[Member], *, quorum: int | None = None) -> Genesis:
+        """The founding document for ``members`` (quorum default: a majority), to be approved by
+        every founder (:meth:`Genesis.approve`) and appended with :meth:`found_with`."""
         platform = self.keystore.platform()
-        members = tuple(self._new_member(b, (names or {}).get(b)) for b in bank_ids)
-        quorum = majority(len(members))
-        genesis = Genesis(
+        wanted = quorum or self._quorum or majority(len(members))
+        return Genesis(
             origin=self._origin,
             log_key=raw_public(platform.log),
             platform_box_key=raw_public(platform.box),
-            members=members,
-            approval_quorum=quorum,
-            witness_quorum=quorum,
+            members=tuple(members),
+            approval_quorum=wanted,
+            witness_quorum=wanted,
             contract=self._contract.description(),
             created_at=self._clock(),
         )
-        approvals = [genesis.approve(b, self.keystore.bank(b).signing) for b in bank_ids]
-        witnesses = {b: self._witness(b, self._origin) for b in bank_ids}
+
+    def found_with(self, genesis: Genesis, approvals: Sequence[Approval]) -> Receipt:
+        """Append an approved genesis document as entry 0 (the store must be empty)."""
+        if self._log is not None or self.store.size():
+            raise GovernanceError("the consortium already exists")
+        platform = self.keystore.platform()
+        witnesses: dict[str, WitnessClient] = {}
+        for member in genesis.members:
+            remote = self.remote_witnesses.get(member.bank_id)
+            if remote is not None:
+                witnesses[member.bank_id] = remote
+            elif self.keystore.has_bank(member.bank_id):
+                witnesses[member.bank_id] = self._witness(member.bank_id, genesis.origin)
         self._log = ConsortiumLog.create(
             self.store,
             genesis,
@@ -182,8 +233,26 @@ class Ledger:
             box_key=platform.box,
             witnesses=witnesses,
             limits=self._limits,
+            lock=self._lock,
         )
         return self._log.receipt(0)
+
+    def found(
+        self,
+        bank_ids: Sequence[str],
+        *,
+        names: dict[str, str] | None = None,
+        quorum: int | None = None,
+    ) -> Receipt:
+        """Create the consortium with these founding banks (keys created as needed)."""
+        if self._log is not None or self.store.size():
+            raise GovernanceError("the consortium already exists")
+        if not bank_ids:
+            raise GovernanceError("a consortium needs at least one founding bank")
+        members = tuple(self._new_member(b, (names or {}).get(b)) for b in bank_ids)
+        genesis = self.draft_genesis(members, quorum=quorum)
+        approvals = [genesis.approve(b, self.keystore.bank(b).signing) for b in bank_ids]
+        return self.found_with(genesis, approvals)
 
     def _new_member(self, bank_id: str, name: str | None, role: Role = Role.BANK) -> Member:
         if not BANK_ID_PATTERN.fullmatch(bank_id):
@@ -191,11 +260,34 @@ class Ledger:
         return Member(bank_id, name or bank_id, role, member_keys(self.keystore.bank(bank_id)))
 
     @property
+    def founded(self) -> bool:
+        """True once the log has its genesis entry (here or in another process)."""
+        return self._log is not None or self.store.size() > 0
+
+    @property
     def log(self) -> ConsortiumLog:
         """The platform's log (after the consortium exists)."""
         if self._log is None:
-            raise GovernanceError("the consortium has not been founded yet")
+            if not self.store.size():
+                raise GovernanceError("the consortium has not been founded yet")
+            self._log = self._open_log()
+        self._log.refresh()
+        self._attach_witnesses(self._log)
         return self._log
+
+    def recover(self, is_published: Callable[[str], bool]) -> None:
+        """Settle runs a crash left pending (see :meth:`LogStore.recover`), then publish a
+        checkpoint if the newest entries have none (a refusal is left for ``ledger verify``)."""
+        lock = self._lock or nullcontext
+        with lock():
+            self.store.recover(is_published)
+            if not self.founded:
+                return
+            log = self.log
+            sizes = self.store.checkpoint_sizes()
+            if not sizes or sizes[-1] < log.size:
+                with contextlib.suppress(CheckpointNotFinalError):
+                    log.publish_checkpoint()
 
     def _local_approvals(self, proposal: Proposal) -> list[Approval]:
         log = self.log
@@ -236,6 +328,22 @@ class Ledger:
             )
         return receipt
 
+    def apply(
+        self, proposal: Proposal, approvals: Sequence[Approval], possession: bytes | None = None
+    ) -> Receipt:
+        """Append a proposal approved elsewhere (each member signing on its own host)."""
+        return self.log.govern(proposal, approvals, possession)
+
+    def ensure_member(self, bank_id: str) -> None:
+        """Found the consortium with ``bank_id``, or add it, when it is not yet an active bank
+        (its keys are created locally: the embedded default)."""
+        if not self.founded:
+            self.found([bank_id])
+            return
+        log = self.log
+        if log.membership.member(bank_id, log.size) is None:
+            self.join(bank_id)
+
     # --- contributing ------------------------------------------------------------------------
 
     def submit(
@@ -248,25 +356,23 @@ class Ledger:
     ) -> Receipt:
         """Contribute a batch for ``bank_id`` through the one path in; return its receipt.
 
-        The bank founds the consortium or joins it on first use.
+        The bank founds the consortium or joins it on first use. Raises
+        :class:`CheckpointNotFinalError` (after appending) below the witness quorum.
         """
-        if self._log is None:
-            self.found([bank_id])
-        log = self.log
-        if log.membership.member(bank_id, log.size) is None:
-            self.join(bank_id)
-        node = BankNode(bank_id, self.keystore.bank(bank_id))
-        seq = log.next_seq(bank_id)
-        packed = node.prepare(
-            records,
-            statements,
-            seq=seq,
-            contract=log.membership.contract,
-            platform_box_key=log.membership.platform_box_key,
-            history=self.store,
-            created_at=created_at or self._clock(),
-        )
-        return log.admit(packed.data, source=f"batch of {bank_id} #{seq}")
+        run = self.run()
+        run.contribute(bank_id, records, statements, created_at=created_at)
+        outcome = run.commit()
+        if outcome.not_final is not None:
+            raise outcome.not_final
+        return outcome.receipts[0]
+
+    def run(self) -> EmbeddedRun:
+        """A run of batches contributed together with one warehouse commit."""
+        return EmbeddedRun(self)
+
+    def anchor(self, source: str, seq: int, head: bytes) -> Receipt:
+        """Pin the head of an external hash chain (e.g. the audit log) in the log."""
+        return self.log.anchor(source, seq, head)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -287,7 +393,80 @@ class Ledger:
         return self.log.consistency(old_size, new_size)
 
     def verify(
-        self, *, records: Iterable[pa.Table] = (), statements: Iterable[pa.Table] = ()
+        self,
+        *,
+        records: Iterable[pa.Table] | None = None,
+        statements: Iterable[pa.Table] | None = None,
     ) -> VerifyReport:
         """Recompute everything from storage (and the given warehouse rows)."""
         return verify_log(self.store, records=records, statements=statements)
+
+
+class EmbeddedRun:
+    """Batches of one ingest run, each taken through the bank node and the platform in process.
+
+    :meth:`contribute` is the bank node (contract, bundle) followed by the platform's admission
+    (open, contract again) - nothing is stored; :meth:`commit` appends them around the
+    warehouse commit (:meth:`flowbureau.ledger.log.LogRun.commit`).
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._run: LogRun | None = None
+
+    @property
+    def batches(self) -> list[AdmittedBatch]:
+        """The batches admitted so far."""
+        return [] if self._run is None else list(self._run.batches)
+
+    def contribute(
+        self,
+        bank_id: str,
+        records: pa.Table,
+        statements: pa.Table,
+        *,
+        warehouse_batch: str | None = None,
+        history: TxHistory | None = None,
+        created_at: datetime | None = None,
+    ) -> AdmittedBatch:
+        """Check, pack, seal, sign, open and check again one batch of ``bank_id``.
+
+        ``history`` answers the duplicate rule's "contributed before?" (default: the log store).
+        Raises :class:`ContractRejectedError` or a ``BundleError``; stores nothing.
+        """
+        ledger = self.ledger
+        ledger.ensure_member(bank_id)
+        log = ledger.log
+        if self._run is None:
+            self._run = log.run()
+        run = self._run
+        seq = run.next_seq(bank_id)
+        membership = run.state.require_membership()
+        node = BankNode(bank_id, ledger.keystore.bank(bank_id))
+        packed = node.prepare(
+            records,
+            statements,
+            seq=seq,
+            contract=membership.contract,
+            platform_box_key=membership.platform_box_key,
+            history=history if history is not None else ledger.store,
+            created_at=created_at or ledger._clock(),
+        )
+        return run.admit(
+            packed.data,
+            source=f"batch of {bank_id} #{seq}",
+            history=history,
+            warehouse_batch=warehouse_batch,
+        )
+
+    def commit(
+        self,
+        publish: Callable[[], object] = lambda: None,
+        *,
+        is_published: Callable[[str], bool] | None = None,
+    ) -> RunOutcome:
+        """Append the batches pending, ``publish`` (the warehouse commit), then commit them."""
+        if self._run is None:
+            publish()
+            return RunOutcome((), (), None)
+        return self._run.commit(publish, is_published=is_published)

@@ -1,10 +1,14 @@
 """Log entries: the exact bytes appended to the consortium log (one Merkle leaf each).
 
 Rules:
-- An entry is canonical JSON (:mod:`flowbureau.ledger.canonical`) of one of three kinds:
+- An entry is canonical JSON (:mod:`flowbureau.ledger.canonical`) of one of four kinds:
   ``{"kind": "genesis", "v": 1, "genesis": {...}, "approvals": [...]}`` (entry 0 only),
-  ``{"kind": "governance", "v": 1, "proposal": {...}, "approvals": [...], "possession": B64|null}``
-  and ``{"kind": "batch", "v": 1, "manifest": {...}, "signature": B64}``.
+  ``{"kind": "governance", "v": 1, "proposal": {...}, "approvals": [...], "possession": B64|null}``,
+  ``{"kind": "batch", "v": 1, "manifest": {...}, "signature": B64}`` and
+  ``{"kind": "anchor", "v": 1, "anchor": {"source", "seq", "hash", "at"}}``.
+- An anchor entry pins the head of another hash chain kept by the platform (the service's audit
+  log: ``source = "audit"``, its last ``seq`` and ``hash``). It needs no signature of its own:
+  the log key signs, and the witnesses cosign, the checkpoint it is under.
 - A batch entry is the bank's signed manifest: the manifest carries the batch root (the Merkle
   root of the record leaves), the statement root and the contract hash, so the bank's signature
   covers all three. No record, name or account appears - only counts, hashes and sizes.
@@ -15,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flowbureau.ledger.canonical import (
@@ -22,14 +27,23 @@ from flowbureau.ledger.canonical import (
     b64,
     canonical_json,
     parse_canonical,
+    require_hash,
+    require_int,
     require_object,
     require_str,
     unb64,
 )
-from flowbureau.ledger.manifest import Manifest
+from flowbureau.ledger.manifest import Manifest, format_time, parse_time
 from flowbureau.ledger.membership import Approval, Genesis, Proposal, approvals_from_json
 
-__all__ = ["BatchEntry", "Entry", "GenesisEntry", "GovernanceEntry", "parse_entry"]
+__all__ = [
+    "AnchorEntry",
+    "BatchEntry",
+    "Entry",
+    "GenesisEntry",
+    "GovernanceEntry",
+    "parse_entry",
+]
 
 
 def _signature(text: str, path: str) -> bytes:
@@ -104,7 +118,34 @@ class BatchEntry:
         return canonical_json(self.to_json())
 
 
-Entry = GenesisEntry | GovernanceEntry | BatchEntry
+@dataclass(frozen=True)
+class AnchorEntry:
+    """The head of an external hash chain (``source``), pinned in the log."""
+
+    source: str
+    seq: int
+    head: bytes
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry's JSON object."""
+        return {
+            "kind": "anchor",
+            "v": 1,
+            "anchor": {
+                "source": self.source,
+                "seq": self.seq,
+                "hash": self.head.hex(),
+                "at": format_time(self.at),
+            },
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical bytes (the log leaf's data)."""
+        return canonical_json(self.to_json())
+
+
+Entry = GenesisEntry | GovernanceEntry | BatchEntry | AnchorEntry
 
 
 def parse_entry(data: bytes, *, where: str = "entry") -> Entry:
@@ -132,5 +173,15 @@ def parse_entry(data: bytes, *, where: str = "entry") -> Entry:
         return GenesisEntry(
             Genesis.from_json(obj["genesis"], f"{where}.genesis"),
             approvals_from_json(obj["approvals"], f"{where}.approvals"),
+        )
+    if kind == "anchor":
+        obj = require_object(obj, where, {"kind", "v", "anchor"})
+        path = f"{where}.anchor"
+        anchor = require_object(obj["anchor"], path, {"source", "seq", "hash", "at"})
+        return AnchorEntry(
+            require_str(anchor, "source", path),
+            require_int(anchor, "seq", path),
+            require_hash(anchor, "hash", path),
+            parse_time(require_str(anchor, "at", path), path=f"{path}.at"),
         )
     raise NonCanonicalError(f"unknown entry kind {kind!r}", path=f"{where}.kind")

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -74,31 +77,106 @@ class LeafFormat:
 
     def encode(self, table: pa.Table) -> list[bytes]:
         """The leaf bytes of every row of ``table`` (after :meth:`check`)."""
-        table = self.check(table).combine_chunks()
-        rows = table.num_rows
-        if rows == 0:
-            return []
-        if rows <= _SLICE_ROWS:
-            return self._encode_slice(table)
-        # Arrow compute releases the GIL: encode slices on every core, keep row order
-        slices = [table.slice(i, _SLICE_ROWS) for i in range(0, rows, _SLICE_ROWS)]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            parts = list(pool.map(self._encode_slice, slices))
-        return [leaf for part in parts for leaf in part]
-
-    def _encode_slice(self, table: pa.Table) -> list[bytes]:
-        args: list[Any] = [self.tag + "\n"]
-        for field in self.schema:
-            text = _text(table.column(field.name).chunk(0), field.type)
-            length = pc.fill_null(pc.cast(pc.binary_length(text), pa.string()), "-")
-            args += [length, ":", pc.fill_null(text, ""), ","]
-        joined = pc.binary_join_element_wise(*args, "")
-        return pc.cast(joined, pa.binary()).to_pylist()  # type: ignore[no-any-return]
+        leaves: list[bytes] = []
+        for encoded in self._encoded(self.check(table)):
+            data = bytes(encoded.data)
+            # drop the 0x00 hash prefix each leaf carries in the encoded buffer
+            leaves.extend(
+                data[a + 1 : b] for a, b in zip(encoded.starts, encoded.ends, strict=True)
+            )
+        return leaves
 
     def leaf_hashes(self, table: pa.Table) -> bytes:
-        """Concatenated RFC 9162 leaf hashes (``SHA-256(0x00 || leaf)``) of every row."""
+        """Concatenated RFC 9162 leaf hashes (``SHA-256(0x00 || leaf)``) of every row.
+
+        Slices are encoded by worker threads (Arrow compute releases the GIL) while this thread
+        hashes the slices already encoded, in order; at most two slices per worker wait.
+        """
         sha = hashlib.sha256
-        return b"".join([sha(b"\x00" + leaf).digest() for leaf in self.encode(table)])
+        digests: list[bytes] = []
+        for encoded in self._encoded(self.check(table)):
+            view = memoryview(encoded.data)
+            digests += [
+                sha(view[a:b]).digest() for a, b in zip(encoded.starts, encoded.ends, strict=True)
+            ]
+            view.release()
+        return b"".join(digests)
+
+    def _encoded(self, table: pa.Table) -> Iterator[_Encoded]:
+        """Encode ``table`` slice by slice (in worker threads when there are several)."""
+        rows = table.num_rows
+        if rows <= _SLICE_ROWS:
+            if rows:
+                yield _encode_slice(self, table.combine_chunks())
+            return
+        slices = (table.slice(i, _SLICE_ROWS) for i in range(0, rows, _SLICE_ROWS))
+        workers = max(1, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque[Future[_Encoded]] = deque()
+            for part in slices:
+                pending.append(pool.submit(_encode_slice, self, part.combine_chunks()))
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """Leaves of one slice in one buffer: leaf ``i`` is ``data[starts[i]:ends[i]]``, its first
+    byte the 0x00 leaf-hash prefix (so hashing needs no copy)."""
+
+    data: pa.Buffer
+    starts: list[int]
+    ends: list[int]
+
+
+@lru_cache(maxsize=8)
+def _length_tables(size: int) -> tuple[pa.Array, pa.Array]:
+    """``"<k>:"`` and ``",<k>:"`` for ``k < size``, then ``"-:"`` / ``",-:"`` (null) at ``size``.
+
+    The comma ending a field travels with the next field's length so that a leaf has two
+    pieces per field (length, value) instead of four.
+    """
+    first = [f"{k}:" for k in range(size)] + ["-:"]
+    rest = [f",{k}:" for k in range(size)] + [",-:"]
+    return pa.array(first, pa.string()), pa.array(rest, pa.string())
+
+
+def _encode_slice(fmt: LeafFormat, table: pa.Table) -> _Encoded:
+    """Every leaf of ``table`` (one chunk per column) by one Arrow ``take``.
+
+    Row ``r`` is the pieces ``0x00 tag LF``, ``L0:``, ``V0``, ``,L1:``, ``V1``, ..., ``,``: the
+    value strings of all columns and small tables of length prefixes are concatenated into one
+    string array, and a ``rows x pieces`` index matrix (NumPy) picks them in leaf order. The
+    result's data buffer holds the leaves back to back.
+    """
+    rows = table.num_rows
+    fields = len(fmt.schema)
+    values: list[pa.Array] = []
+    lengths = np.empty((rows, fields), dtype=np.int64)  # byte length of each value, -1 = null
+    for column, field in enumerate(fmt.schema):
+        text = _text(table.column(field.name).chunk(0), field.type).cast(pa.string())
+        lengths[:, column] = np.asarray(pc.fill_null(pc.binary_length(text), -1))
+        values.append(pc.fill_null(text, ""))
+    size = 1 << max(12, int(lengths.max(initial=0)).bit_length())
+    lengths[lengths < 0] = size  # the null entry of the length tables
+    first, rest = _length_tables(size)
+    constants = pa.array(["\x00" + fmt.tag + "\n", ","], pa.string())
+    pieces = [constants, first, rest, *values]
+    offsets = np.cumsum([0, *(len(p) for p in pieces)])
+    index = np.empty((rows, 2 * fields + 2), dtype=np.int64)
+    index[:, 0] = 0
+    index[:, 1] = offsets[1] + lengths[:, 0]
+    index[:, 3 : 2 * fields : 2] = offsets[2] + lengths[:, 1:]
+    index[:, 2 : 2 * fields + 1 : 2] = offsets[3 : 3 + fields] + np.arange(rows)[:, None]
+    index[:, -1] = 1
+    joined = pa.concat_arrays(pieces).take(pa.array(index.ravel()))
+    width = 2 * fields + 2
+    bounds = np.frombuffer(
+        joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=4 * joined.offset
+    )
+    return _Encoded(joined.buffers()[2], bounds[0:-1:width].tolist(), bounds[width::width].tolist())
 
 
 def _same_family(actual: pa.DataType, wanted: pa.DataType) -> bool:

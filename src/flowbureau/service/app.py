@@ -35,12 +35,13 @@ from flowbureau.service.middleware import (
 )
 from flowbureau.service.problems import document_problems, install_problem_handlers
 from flowbureau.service.routes import (
+    anomalies,
     applications,
     assets,
     audit,
     auth,
-    console,
     consents,
+    console,
     enterprise,
     enterprises,
     institution_console,
@@ -132,6 +133,7 @@ def create_app(
         applications,
         consents,
         enterprises,
+        anomalies,
         webhooks,
         audit,
         assets,

@@ -74,9 +74,7 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def start_console_session(
-    db: Session, *, user: User, now: datetime, lifetime: timedelta
-) -> str:
+def start_console_session(db: Session, *, user: User, now: datetime, lifetime: timedelta) -> str:
     """Open a console session for ``user``; return the cookie value (shown only here)."""
     token = secrets.token_urlsafe(32)
     db.add(
@@ -157,7 +155,7 @@ def _json_for_script(value: Any) -> Markup:
     """JSON safe inside ``<script type="application/json">`` (no ``</script>`` break-out)."""
     text = json.dumps(value, ensure_ascii=False, default=str)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return Markup(text)  # noqa: S704 - escaped above for the script context
+    return Markup(text)
 
 
 @dataclass
@@ -227,16 +225,20 @@ class Console:
 
     def page(self, template: str, *, status: int = 200, **values: Any) -> Response:
         """Render ``template`` with the console's common values."""
-        body = _environment().get_template(template).render(
-            t=self.t,
-            lang=self.t.language,
-            languages=LANGUAGES,
-            csrf_token=self.csrf_token,
-            principal=self.principal,
-            roles=Role,
-            path=self.request.url.path,
-            query=self.request.url.query,
-            **values,
+        body = (
+            _environment()
+            .get_template(template)
+            .render(
+                t=self.t,
+                lang=self.t.language,
+                languages=LANGUAGES,
+                csrf_token=self.csrf_token,
+                principal=self.principal,
+                roles=Role,
+                path=self.request.url.path,
+                query=self.request.url.query,
+                **values,
+            )
         )
         return self._finish(HTMLResponse(body, status_code=status))
 
@@ -245,9 +247,7 @@ class Console:
         return self._finish(RedirectResponse(url, status_code=303))
 
 
-def get_console(
-    request: Request, db: SessionDep, context: ContextDep, now: NowDep
-) -> Console:
+def get_console(request: Request, db: SessionDep, context: ContextDep, now: NowDep) -> Console:
     """The console state of this request (a new anonymous cookie when there was none)."""
     token = request.cookies.get(SESSION_COOKIE)
     new_cookie = not token
@@ -280,24 +280,32 @@ def error_page(request: Request, status: int, title: str, detail: str | None) ->
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         response = RedirectResponse(f"/console/login?next={target}", status_code=303)
         return console._finish(response) if console else response
-    t = console.t if console else Translator(pick_language(None, request.headers.get("accept-language")))
+    t = (
+        console.t
+        if console
+        else Translator(pick_language(None, request.headers.get("accept-language")))
+    )
     key = f"errors.http_{status}"
     heading = t(key) if t.has(key) else title
-    body = _environment().get_template("error.html").render(
-        t=t,
-        lang=t.language,
-        languages=LANGUAGES,
-        csrf_token=console.csrf_token if console else "",
-        principal=console.principal if console else None,
-        roles=Role,
-        path=request.url.path,
-        query=request.url.query,
-        status=status,
-        heading=heading,
-        detail=detail,
+    body = (
+        _environment()
+        .get_template("error.html")
+        .render(
+            t=t,
+            lang=t.language,
+            languages=LANGUAGES,
+            csrf_token=console.csrf_token if console else "",
+            principal=console.principal if console else None,
+            roles=Role,
+            path=request.url.path,
+            query=request.url.query,
+            status=status,
+            heading=heading,
+            detail=detail,
+        )
     )
-    response = HTMLResponse(body, status_code=status)
-    return console._finish(response) if console else response
+    page = HTMLResponse(body, status_code=status)
+    return console._finish(page) if console else page
 
 
 # -- charts (plotly figure descriptions; console.js draws them) ------------------------------
@@ -338,12 +346,28 @@ def cashflow_chart(monthly: Sequence[MonthlyFlow], currency: str, t: Translator)
 
     balances = major([m.closing_balance_minor for m in rows])
     traces: list[dict[str, Any]] = [
-        {"type": "bar", "name": t("cashflow.inflow"), "x": months,
-         "y": major([m.inflow_minor for m in rows]), "marker": {"color": "#2a9d8f"}},
-        {"type": "bar", "name": t("cashflow.outflow"), "x": months,
-         "y": major([-m.outflow_minor for m in rows]), "marker": {"color": "#e76f51"}},
-        {"type": "scatter", "mode": "lines+markers", "name": t("cashflow.net"), "x": months,
-         "y": major([m.net_minor for m in rows]), "line": {"color": "#264653"}},
+        {
+            "type": "bar",
+            "name": t("cashflow.inflow"),
+            "x": months,
+            "y": major([m.inflow_minor for m in rows]),
+            "marker": {"color": "#2a9d8f"},
+        },
+        {
+            "type": "bar",
+            "name": t("cashflow.outflow"),
+            "x": months,
+            "y": major([-m.outflow_minor for m in rows]),
+            "marker": {"color": "#e76f51"},
+        },
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": t("cashflow.net"),
+            "x": months,
+            "y": major([m.net_minor for m in rows]),
+            "line": {"color": "#264653"},
+        },
     ]
     layout: dict[str, Any] = {
         "barmode": "relative",
@@ -355,8 +379,15 @@ def cashflow_chart(monthly: Sequence[MonthlyFlow], currency: str, t: Translator)
     }
     if any(b is not None for b in balances):  # banks that report no balances draw no line
         traces.append(
-            {"type": "scatter", "mode": "lines", "name": t("cashflow.balance"), "x": months,
-             "y": balances, "yaxis": "y2", "line": {"color": "#8d99ae", "dash": "dot"}}
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": t("cashflow.balance"),
+                "x": months,
+                "y": balances,
+                "yaxis": "y2",
+                "line": {"color": "#8d99ae", "dash": "dot"},
+            }
         )
         layout["yaxis2"] = {
             "title": {"text": t("cashflow.balance")},

@@ -88,9 +88,7 @@ def _bank_accounts(consortium_dir: Path) -> dict[str, list[tuple[str, str]]]:
     return found
 
 
-def _user(
-    db: Session, context: ServiceContext, phone: str, password: str
-) -> User | None:
+def _user(db: Session, context: ServiceContext, phone: str, password: str) -> User | None:
     """The user of ``phone`` with its password reset, or None when there is none."""
     user = db.execute(
         sa.select(User).where(User.phone_lookup == phone_lookup(context.vault, "+86" + phone))
@@ -126,7 +124,9 @@ def _staff(db: Session, context: ServiceContext, institution: Institution) -> li
             )
         made.append(DemoAccount(role=role.value, name=name, phone=phone, password=password))
     for key in db.execute(
-        sa.select(ApiKey).where(ApiKey.institution_id == institution.id, ApiKey.revoked_at.is_(None))
+        sa.select(ApiKey).where(
+            ApiKey.institution_id == institution.id, ApiKey.revoked_at.is_(None)
+        )
     ).scalars():
         key.revoked_at = context.clock()  # the old demo key was printed before; replace it
     _row, secret = apikeys.create_api_key(
@@ -137,7 +137,13 @@ def _staff(db: Session, context: ServiceContext, institution: Institution) -> li
         label="demo",
     )
     made.append(
-        DemoAccount(role=Role.API_CLIENT.value, name=DEMO_INSTITUTION, phone=None, password=None, api_key=secret)
+        DemoAccount(
+            role=Role.API_CLIENT.value,
+            name=DEMO_INSTITUTION,
+            phone=None,
+            password=None,
+            api_key=secret,
+        )
     )
     return made
 
@@ -151,7 +157,7 @@ def _profile(row: dict[str, str], banks: list[tuple[str, str]], phone: str) -> P
         registration_date=date.fromisoformat(row["registration_date"]),
         registered_capital=None
         if capital is None
-        else Money(amount=f"{capital // 100}.{capital % 100:02d}", currency="CNY"),  # type: ignore[arg-type]
+        else Money(amount=f"{capital // 100}.{capital % 100:02d}", currency="CNY"),
         legal_representative=row.get("legal_representative") or None,
         address=row.get("address") or None,
         contact_name=row.get("legal_representative") or None,
@@ -165,6 +171,7 @@ def _profile(row: dict[str, str], banks: list[tuple[str, str]], phone: str) -> P
 def _enterprise(
     db: Session,
     context: ServiceContext,
+    *,
     index: int,
     row: dict[str, str],
     banks: list[tuple[str, str]],
@@ -176,7 +183,9 @@ def _enterprise(
     user = _user(db, context, phone, password)
     if user is None:
         user = _new_enterprise_user(db, context, phone, password, row["name"])
-    principal = Principal(kind="user", id=user.id, role=Role.ENTERPRISE, enterprise_id=user.enterprise_id)
+    principal = Principal(
+        kind="user", id=user.id, role=Role.ENTERPRISE, enterprise_id=user.enterprise_id
+    )
     enterprise = profiles.replace_profile(
         db,
         principal=principal,
@@ -186,7 +195,9 @@ def _enterprise(
         request_id=None,
         now=now,
     )
-    live = consent.list_consents(db, principal=principal, status="live", after=None, limit=10, now=now)
+    live = consent.list_consents(
+        db, principal=principal, status="live", after=None, limit=10, now=now
+    )
     if not any(c.institution_id == institution.id for c in live):
         consent.grant_consent(
             db,
@@ -249,9 +260,20 @@ def seed_demo(settings: Settings, *, consortium_dir: Path, count: int = 3) -> li
             institution = _institution(db, context)
             made += _staff(db, context, institution)
             for index, row in enumerate(chosen):
-                made.append(_enterprise(db, context, index, row, banks[row["credit_code"]], institution))
+                made.append(
+                    _enterprise(
+                        db,
+                        context,
+                        index=index,
+                        row=row,
+                        banks=banks[row["credit_code"]],
+                        institution=institution,
+                    )
+                )
         with session_scope(context.sessions) as db:
-            records.load_sources(db, context=context, principal=None, now=context.clock(), directory=consortium_dir)
+            records.load_sources(
+                db, context=context, principal=None, now=context.clock(), directory=consortium_dir
+            )
         _match(context, [a.credit_code for a in made if a.credit_code])
         return made
     finally:
@@ -269,9 +291,15 @@ def _match(context: ServiceContext, codes: list[str]) -> None:
             return  # too few records to train on: the demo runs without attribution
     model = context.identity_model()
     with session_scope(context.sessions) as db:
-        for enterprise in db.execute(sa.select(Enterprise).where(Enterprise.credit_code.in_(codes))).scalars():
-            owner = db.execute(sa.select(User).where(User.enterprise_id == enterprise.id)).scalar_one()
-            principal = Principal(kind="user", id=owner.id, role=Role.ENTERPRISE, enterprise_id=enterprise.id)
+        for enterprise in db.execute(
+            sa.select(Enterprise).where(Enterprise.credit_code.in_(codes))
+        ).scalars():
+            owner = db.execute(
+                sa.select(User).where(User.enterprise_id == enterprise.id)
+            ).scalar_one()
+            principal = Principal(
+                kind="user", id=owner.id, role=Role.ENTERPRISE, enterprise_id=enterprise.id
+            )
             if model is not None:
                 attribution.attribute(
                     db,

@@ -41,8 +41,10 @@ def catalog(language: str) -> dict[str, str]:
     """The flattened catalog of ``language`` (one of :data:`LANGUAGES`)."""
     if language not in LANGUAGES:
         raise KeyError(f"no catalog for language {language!r}")
-    text = resources.files("flowbureau.service").joinpath(f"messages/{language}.toml").read_text(
-        "utf-8"
+    text = (
+        resources.files("flowbureau.service")
+        .joinpath(f"messages/{language}.toml")
+        .read_text("utf-8")
     )
     return _flatten(tomllib.loads(text))
 

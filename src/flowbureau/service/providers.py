@@ -389,7 +389,9 @@ ORDER BY f.currency, f.month
 """
 
 
-def month_bounds(as_of: date, zone: ZoneInfo, months: int = 12) -> list[tuple[date, datetime, datetime]]:
+def month_bounds(
+    as_of: date, zone: ZoneInfo, months: int = 12
+) -> list[tuple[date, datetime, datetime]]:
     """``(month start, first instant, end instant)`` of the ``months`` calendar months ending
     with the month of ``as_of`` (the last one cut at the end of ``as_of``), in UTC instants of
     local midnights of ``zone``."""

@@ -47,8 +47,8 @@ __all__ = [
     "external_dir",
     "load_sources",
     "match_records",
-    "review",
     "requests_history",
+    "review",
     "review_all",
     "set_record_status",
     "train_identity_model",
@@ -181,9 +181,7 @@ def review(
 ) -> list[UpdateRequest]:
     """Apply the freshness policy to the caller's enterprise; its open update requests."""
     enterprise = get_own_enterprise(db, principal)
-    return freshness.review_enterprise(
-        db, enterprise=enterprise, policy=context.freshness, now=now
-    )
+    return freshness.review_enterprise(db, enterprise=enterprise, policy=context.freshness, now=now)
 
 
 def review_all(
@@ -205,6 +203,7 @@ def review_all(
 def _reattribute(
     db: Session,
     context: ServiceContext,
+    *,
     enterprise: Enterprise,
     principal: Principal,
     request_id: str | None,
@@ -251,7 +250,9 @@ def after_profile_saved(
         principal=principal,
         policy=context.freshness,
         evaluator=context.evaluator(db),
-        reattribute=lambda: _reattribute(db, context, enterprise, principal, request_id, now),
+        reattribute=lambda: _reattribute(
+            db, context, enterprise=enterprise, principal=principal, request_id=request_id, now=now
+        ),
         request_id=request_id,
         now=now,
     )

@@ -225,7 +225,9 @@ def collect_events(db: Session, *, now: datetime, limit: int = 500) -> int:
         ).scalars()
     )
     endpoints = list(
-        db.execute(sa.select(WebhookEndpoint).where(WebhookEndpoint.disabled_at.is_(None))).scalars()
+        db.execute(
+            sa.select(WebhookEndpoint).where(WebhookEndpoint.disabled_at.is_(None))
+        ).scalars()
     )
     for alert in alerts:
         event_type = EVENT_TYPES.get(alert.kind, f"score.{alert.kind}")
@@ -340,7 +342,15 @@ def deliver_due(
         )
     lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 30)
     for delivery_id in due:
-        outcome = _attempt(sessions, delivery_id, vault, settings, client, clock, lease)
+        outcome = _attempt(
+            sessions,
+            delivery_id,
+            vault=vault,
+            settings=settings,
+            client=client,
+            clock=clock,
+            lease=lease,
+        )
         if outcome is not None:
             counts[outcome] += 1
     return DeliveryReport(counts[DELIVERED], counts[PENDING], counts[FAILED], counts[CANCELLED])
@@ -349,6 +359,7 @@ def deliver_due(
 def _attempt(
     sessions: sessionmaker[Session],
     delivery_id: str,
+    *,
     vault: Vault,
     settings: ServiceSettings,
     client: httpx.Client,
@@ -363,9 +374,7 @@ def _attempt(
                 WebhookDelivery.id == delivery_id,
                 WebhookDelivery.status == PENDING,
                 WebhookDelivery.next_attempt_at <= now,
-                sa.or_(
-                    WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now
-                ),
+                sa.or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
             )
             .values(locked_until=now + lease)
             .execution_options(synchronize_session=False)

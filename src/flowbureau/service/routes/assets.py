@@ -41,7 +41,9 @@ def _file(path: Path) -> FileResponse:
     if not path.is_file():
         raise NotFoundError(f"no such asset {path.name}")
     return FileResponse(
-        path, media_type=_MEDIA.get(path.suffix, "application/octet-stream"), headers={"Cache-Control": _CACHE}
+        path,
+        media_type=_MEDIA.get(path.suffix, "application/octet-stream"),
+        headers={"Cache-Control": _CACHE},
     )
 
 

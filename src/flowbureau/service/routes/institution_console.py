@@ -99,7 +99,10 @@ def dashboard(
     today = console.now.date()
     provider = console.context.provider_factory(console.db)
     score = provider.score(credit_code, today)
-    panels: dict[str, Any] = {"score": score, "gauge": None if score is None else gauge_chart(score, console.t)}
+    panels: dict[str, Any] = {
+        "score": score,
+        "gauge": None if score is None else gauge_chart(score, console.t),
+    }
     allowed, reason = _panel(console, credit_code, Operation.VIEW_TRANSACTIONS, purpose)
     panels["transactions_denied"] = reason
     summary = provider.transactions_summary(credit_code, today) if allowed else None

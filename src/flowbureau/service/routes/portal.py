@@ -82,7 +82,9 @@ def own_panels(console: Console, credit_code: str) -> dict[str, Any]:
 def home(console: ConsoleDep) -> Response:
     """The enterprise's overview: what is missing, update requests, applications, score."""
     principal, enterprise = _enterprise(console)
-    requests = records.review(console.db, context=console.context, principal=principal, now=console.now)
+    requests = records.review(
+        console.db, context=console.context, principal=principal, now=console.now
+    )
     apps = applications.list_applications(console.db, principal=principal, after=None, limit=10)
     consents = consent.list_consents(
         console.db, principal=principal, status="live", after=None, limit=100, now=console.now
@@ -207,7 +209,9 @@ def save_profile(
         return _profile_error(console, enterprise, values, errors)
     except FlowbureauError as exc:
         field = getattr(exc, "field", None) or "form"
-        return _profile_error(console, enterprise, values, {field: str(getattr(exc, "message", exc))})
+        return _profile_error(
+            console, enterprise, values, {field: str(getattr(exc, "message", exc))}
+        )
     return console.redirect("/console/enterprise/profile?saved=1")
 
 
@@ -244,7 +248,11 @@ def apply(
 ) -> Response:
     """Submit an application; while information is missing, list all of it with links back."""
     principal, _enterprise_row = _enterprise(console)
-    values = {"amount": amount or "", "term_months": term_months or "", "loan_purpose": loan_purpose or ""}
+    values = {
+        "amount": amount or "",
+        "term_months": term_months or "",
+        "loan_purpose": loan_purpose or "",
+    }
     try:
         data = ApplicationCreate.model_validate(
             {
@@ -263,11 +271,19 @@ def apply(
         )
     except IncompleteError as exc:
         return console.page(
-            "enterprise/apply.html", status=422, missing=list(exc.missing_fields), error=None, values=values
+            "enterprise/apply.html",
+            status=422,
+            missing=list(exc.missing_fields),
+            error=None,
+            values=values,
         )
     except (ValidationError, ValueError) as exc:
         return console.page(
-            "enterprise/apply.html", status=422, missing=[], error=str(exc).splitlines()[0], values=values
+            "enterprise/apply.html",
+            status=422,
+            missing=[],
+            error=str(exc).splitlines()[0],
+            values=values,
         )
     return console.redirect(f"/console/enterprise/applications/{created.id}")
 
@@ -331,6 +347,8 @@ def grant(
     """Give an institution a consent (until the end of ``expires_on``, consortium time)."""
     principal, _enterprise_row = _enterprise(console)
     try:
+        if not scopes:
+            raise InputError(console.t("consents.no_scope"), field="scopes")
         zone = ZoneInfo(console.context.settings.timezone)
         day = date.fromisoformat(expires_on)
         expires_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
@@ -345,8 +363,6 @@ def grant(
             request_id=request_id,
             now=console.now,
         )
-        if not scopes:
-            raise InputError(console.t("consents.no_scope"), field="scopes")
     except (FlowbureauError, ValueError) as exc:
         console.db.rollback()
         return _consents(console, error=str(getattr(exc, "message", exc)), status=422)
@@ -360,7 +376,11 @@ def revoke(
     """Revoke a consent at once."""
     principal, _enterprise_row = _enterprise(console)
     consent.revoke_consent(
-        console.db, principal=principal, consent_id=consent_id, request_id=request_id, now=console.now
+        console.db,
+        principal=principal,
+        consent_id=consent_id,
+        request_id=request_id,
+        now=console.now,
     )
     return console.redirect("/console/enterprise/consents")
 
@@ -373,7 +393,9 @@ def records_page(console: ConsoleDep) -> Response:
 
 def _records(console: Console, *, error: str | None, status: int = 200) -> Response:
     principal, enterprise = _enterprise(console)
-    requests = records.review(console.db, context=console.context, principal=principal, now=console.now)
+    requests = records.review(
+        console.db, context=console.context, principal=principal, now=console.now
+    )
     links = records.enterprise_records(console.db, principal=principal)
     declared = latest_financials(console.db, enterprise.id)
     return console.page(
@@ -394,7 +416,11 @@ def match(console: ConsoleDep, request_id: RequestIdDep) -> Response:
     """Match the enterprise's information to the platform's records."""
     principal, _enterprise_row = _enterprise(console)
     result = records.match_records(
-        console.db, context=console.context, principal=principal, request_id=request_id, now=console.now
+        console.db,
+        context=console.context,
+        principal=principal,
+        request_id=request_id,
+        now=console.now,
     )
     return console.redirect(f"/console/enterprise/records?matched={result.attached}")
 

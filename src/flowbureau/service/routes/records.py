@@ -36,7 +36,7 @@ def record_link_public(link: IdentityLink, record: IdentityRecord) -> RecordLink
     """The API view of a record matched to the enterprise."""
     return RecordLinkPublic(
         id=link.id,
-        status=link.status,  # type: ignore[arg-type]
+        status=link.status,
         probability=link.probability,
         record_type=record.record_type,
         source=record.source,
@@ -54,7 +54,7 @@ def financials_public(row: EnterpriseFinancials) -> FinancialsPublic:
     """The API view of a declaration of financial figures."""
 
     def money(minor: int) -> Money:
-        return Money(amount=format_minor(minor, row.currency), currency=row.currency)  # type: ignore[arg-type]
+        return Money(amount=format_minor(minor, row.currency), currency=row.currency)
 
     return FinancialsPublic(
         id=row.id,
@@ -63,7 +63,7 @@ def financials_public(row: EnterpriseFinancials) -> FinancialsPublic:
         total_assets=money(row.total_assets_minor),
         total_liabilities=money(row.total_liabilities_minor),
         net_profit=SignedMoney(
-            amount=format_minor(row.net_profit_minor, row.currency),  # type: ignore[arg-type]
+            amount=format_minor(row.net_profit_minor, row.currency),
             currency=row.currency,
         ),
         declared_at=row.declared_at,
@@ -216,4 +216,6 @@ def review_freshness(
     principal: CurrentPrincipal, session: SessionDep, context: ContextDep, now: NowDep
 ) -> dict[str, int]:
     """Operators: apply the freshness policy to every enterprise."""
-    return {"open_requests": records.review_all(session, context=context, principal=principal, now=now)}
+    return {
+        "open_requests": records.review_all(session, context=context, principal=principal, now=now)
+    }
