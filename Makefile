@@ -8,7 +8,7 @@ DATA ?= flowbureau-data
 DEMO_DIR ?= demo-consortium
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lint typecheck format bench clean help
 

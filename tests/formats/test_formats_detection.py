@@ -11,6 +11,8 @@ from export_samples import VALID_CREDIT_CODE, running, write_export
 
 from flowbureau.errors import FormatDetectionError, InputError, ParseError
 from flowbureau.formats import FORMATS, AccountRecord, detect, load_profiles, read_file
+from flowbureau.formats.detection import Detection, detect_file, read_files
+from flowbureau.formats.layout import find_layout, find_layout_in_lines, split_cells
 
 DATA = Path(__file__).parent / "data"
 ROWS = running([(datetime(2024, 1, 2, 9, 0), 100), (datetime(2024, 1, 3, 9, 0), -50)], 1000)
@@ -211,3 +213,53 @@ def test_user_profile_with_a_bad_currency_is_refused(tmp_path: Path) -> None:
         load_profiles([profiles])
     assert caught.value.field == "default_currency"
     assert caught.value.file == str(profiles / "odd.toml")
+
+
+def test_detect_file_answers_both_questions_once(tmp_path: Path) -> None:
+    register = tmp_path / "register.csv"
+    register.write_bytes(REGISTER.encode("utf-8-sig"))
+    statement = write_export(tmp_path / "e.csv", load_profiles()["cmb"], ROWS)
+    unknown = tmp_path / "notes.txt"
+    unknown.write_text("hello\nworld\n", "utf-8")
+    found = {p.name: detect_file(p) for p in (register, statement, unknown)}
+    assert found["register.csv"] == Detection(True, ("register", None))
+    assert found["e.csv"] == Detection(False, ("csv", "cmb"))
+    assert found["notes.txt"] == Detection(False, None)  # reading it raises, in its turn
+    detected = {register: ("register", None), statement: ("csv", "cmb")}
+    results = list(read_files([statement, register], detected=detected))
+    assert [(r.format, r.profile) for r in results] == [("csv", "cmb"), ("register", None)]
+    assert (
+        results[0].statements[0].entries.num_rows
+        == read_file(statement).statements[0].entries.num_rows
+    )
+    with pytest.raises(FormatDetectionError):
+        list(read_files([statement, unknown], detected=detected))
+
+
+def test_read_files_uses_the_given_choice(tmp_path: Path) -> None:
+    path = tmp_path / "g.csv"
+    path.write_text("交易日期,交易金额,摘要\n2024-01-02,-5.00,x\n", "utf-8")
+    # A (wrong) choice passed in is what reads the file: it was not judged again.
+    with pytest.raises(InputError):
+        list(read_files([path], detected={path: ("mt940", None)}))
+    # ... unless options override detection.
+    (result,) = read_files([path], format="csv", detected={path: ("mt940", None)})
+    assert (result.format, result.profile) == ("csv", "generic")
+
+
+@pytest.mark.parametrize("header_at", [1, 4, 12])
+def test_header_search_matches_splitting_every_line(header_at: int) -> None:
+    profile = load_profiles()["generic"]
+    preamble = [f"说明{i},值{i}" for i in range(1, header_at)]
+    lines = [*preamble, "交易日期,交易金额,摘要", "2024-01-02,-5.00,交易日期"]
+    numbered = list(enumerate(lines, start=1))
+    fast = find_layout_in_lines(profile, numbered, ",")
+    slow = find_layout(profile, [(n, split_cells(t, ",")) for n, t in numbered])
+    assert fast == slow
+    assert not isinstance(fast, str)
+    assert fast.line == header_at
+    # No header at all: the same reason, counting every line.
+    without = [(n, t) for n, t in numbered if n != header_at]
+    assert find_layout_in_lines(profile, without, ",") == find_layout(
+        profile, [(n, split_cells(t, ",")) for n, t in without]
+    )

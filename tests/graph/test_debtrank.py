@@ -112,3 +112,22 @@ def test_bad_input_is_a_typed_error(
     with pytest.raises(InputError) as raised:
         debtrank(exposures, capital, shock)
     assert raised.value.field == field
+
+
+def test_network_numbers_nodes_in_order_of_first_appearance() -> None:
+    capital = pd.Series([60.0, 100.0], index=["C", "A"])
+    network = exposure_network([("X", "A", 10), ("A", "C", 30), ("C", "A", 0)], capital)
+    assert list(network.nodes) == ["C", "A", "X"]
+    a, c, x = (network.position(k) for k in ("A", "C", "X"))
+    assert network.impact[x, a] == pytest.approx(0.1)  # 10 / capital 100 of A
+    assert network.impact[a, c] == pytest.approx(0.5)  # 30 / capital 60 of C
+    assert network.impact[c, a] == 0  # a zero exposure is no link
+    assert list(capital.index) == ["C", "A"]  # the caller's series is left as it was
+
+
+def test_capital_given_twice_is_refused() -> None:
+    capital = pd.Series([1.0, 2.0, 3.0], index=["A", "B", "A"])
+    with pytest.raises(InputError) as raised:
+        exposure_network([("A", "B", 1)], capital)
+    assert raised.value.field == "capital"
+    assert "'A'" in str(raised.value)

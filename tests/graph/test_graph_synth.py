@@ -4,10 +4,12 @@ graph features, the CLI and the pictures."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -84,6 +86,34 @@ def test_graph_features_as_of(built: Built, monkeypatch: pytest.MonkeyPatch) -> 
     shares = features["graph_top_supplier_share"].dropna()
     assert ((shares > 0) & (shares <= 1)).all()
     assert (features["graph_debtrank_impact"] >= 0).all()
+
+
+def test_graph_features_ignore_everything_from_the_as_of_date_on(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Features as of D from the whole history equal those from only the months before D
+    (a second warehouse fed only the statements of January to April): no look-ahead, the
+    GraphSAGE embeddings included."""
+    day = date(2024, 5, 1)
+    early = tmp_path / "banks"
+    shutil.copytree(built.consortium / "banks", early)
+    for month in early.glob("*/statements/*"):
+        if month.name >= "202405":
+            shutil.rmtree(month)
+    frames: list[pd.DataFrame] = []
+    for data, banks in ((built.root / "data", None), (tmp_path / "data", early)):
+        monkeypatch.setenv("FLOWBUREAU_DATA_DIR", str(data))
+        get_settings.cache_clear()
+        if banks is not None:
+            ingest([banks])
+            build_graph(built.consortium / "registry", built.consortium / "public_records")
+        frames.append(graph_features(day, epochs=5, embedding_dim=2))
+    get_settings.cache_clear()
+    whole, before = frames
+    assert len(whole) >= 20
+    assert whole["graph_emb_0"].abs().sum() > 0
+    assert set(before.index) == set(whole.index)
+    pd.testing.assert_frame_equal(whole, before.reindex(whole.index), check_exact=False, rtol=1e-9)
 
 
 def test_cli_show_key_nodes_shock_and_pictures(built: Built) -> None:

@@ -216,3 +216,56 @@ def test_graphsage_supervised_head_and_bad_input() -> None:
     assert len(result.epoch_seconds) == 5
     with pytest.raises(InputError):
         train_embeddings(np.array([[0], [9]]), features)
+
+
+def test_graphsage_thread_count_leaves_the_result_and_the_process_alone() -> None:
+    import torch
+
+    from flowbureau.errors import InputError
+
+    rng = np.random.default_rng(1)
+    edges = rng.integers(0, 40, (2, 120))
+    features = rng.normal(size=(40, 3))
+    threads = torch.get_num_threads()
+    one = train_embeddings(edges, features, dim=3, epochs=8, seed=2, threads=1)
+    two = train_embeddings(edges, features, dim=3, epochs=8, seed=2, threads=2)
+    default = train_embeddings(edges, features, dim=3, epochs=8, seed=2)
+    np.testing.assert_allclose(one.embeddings, two.embeddings, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(one.embeddings, default.embeddings)  # small graph: one thread
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(InputError) as raised:
+        train_embeddings(edges, features, threads=0)
+    assert raised.value.field == "threads"
+
+
+def test_weighted_pagerank_converges_on_a_large_graph() -> None:
+    """The L1 error against a fully converged power iteration stays below the tolerance
+    (rustworkx's own default compares the change with n * 1e-6: 0.005 on 5,000 nodes)."""
+    import rustworkx as rx
+    import scipy.sparse as sp
+
+    from flowbureau.graph.keynodes import PAGERANK_TOLERANCE, weighted_pagerank
+
+    n, m = 5_000, 25_000
+    rng = np.random.default_rng(3)
+    source, target = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = source != target
+    pairs = np.unique(np.stack([source[keep], target[keep]], axis=1), axis=0)
+    weight = rng.uniform(1.0, 100.0, len(pairs))
+    graph = rx.PyDiGraph()
+    graph.add_nodes_from(range(n))
+    graph.extend_from_weighted_edge_list(
+        list(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), weight.tolist(), strict=True))
+    )
+    matrix = sp.csr_matrix((weight, (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    out = np.asarray(matrix.sum(axis=1)).ravel()
+    step = (sp.diags(np.divide(1.0, out, out=np.zeros(n), where=out > 0)) @ matrix).T.tocsr()
+    exact = np.full(n, 1.0 / n)
+    for _ in range(500):
+        exact = 0.85 * (step @ exact + exact[out == 0].sum() / n) + 0.15 / n
+    rank = weighted_pagerank(graph)
+    got = np.array([rank[i] for i in range(n)])
+    assert abs(got.sum() - 1.0) < 1e-9
+    assert np.abs(got - exact).sum() < 10 * PAGERANK_TOLERANCE
+    assert weighted_pagerank(rx.PyDiGraph()) == {}

@@ -27,7 +27,7 @@ from flowbureau.ledger.sample import sample_batch
 
 # Pinned: any change to a rule's parameters (or the currency table) must be deliberate, with a
 # new contract version.
-DEFAULT_CONTRACT_HASH = "86503b1eb1e1da45b9cd8e6df23e58a1bcf707c75e45250a5bcbb7bab3361ca4"
+DEFAULT_CONTRACT_HASH = "24f64845b88f046c0788565870c5a2d3dc1c3be1855a6379cc07df4b9f3ff5fc"
 
 
 class History:
@@ -36,8 +36,8 @@ class History:
     def __init__(self, seen: Sequence[str] = ()) -> None:
         self._seen = set(seen)
 
-    def seen(self, bank_id: str, tx_ids: Sequence[str]) -> set[str]:
-        return {t for t in tx_ids if t in self._seen}
+    def seen(self, bank_id: str, tx_ids: pa.Array) -> set[str]:
+        return {t for t in tx_ids.to_pylist() if t in self._seen}
 
 
 def manifest_for(records: pa.Table, statements: pa.Table, **changes: Any) -> Manifest:
@@ -142,6 +142,13 @@ def _entries_sum_differs(r: pa.Table, s: pa.Table) -> tuple[pa.Table, pa.Table]:
     return r, edit(s, 2, entries_sum_minor=5, closing_balance_minor=opening + 5)
 
 
+def _declared_difference(r: pa.Table, s: pa.Table) -> tuple[pa.Table, pa.Table]:
+    closing = s["closing_balance_minor"][0].as_py() + 7
+    return r, edit(
+        s, 0, closing_balance_minor=closing, reconciliation_diff_minor=7, reconciled=False
+    )
+
+
 def _duplicate_tx_id(r: pa.Table, s: pa.Table) -> tuple[pa.Table, pa.Table]:
     return edit(r, 1, tx_id=r["tx_id"][0].as_py()), s
 
@@ -149,16 +156,19 @@ def _duplicate_tx_id(r: pa.Table, s: pa.Table) -> tuple[pa.Table, pa.Table]:
 CASES: list[tuple[str, Change, str]] = [
     ("schema/v1", lambda r, s: (r.drop_columns(["ingest_id"]), s), "lacks column 'ingest_id'"),
     ("required/v1", _records(3, tx_id=""), "'tx_id' is empty"),
-    ("required/v1", _statements(0, currency=None), "'currency' is empty"),
+    ("required/v1", _statements(0, source_location=""), "'source_location' is empty"),
     ("bank/v1", _records(2, bank_id="BANK02"), "BANK02 is not BANK01"),
     ("amount_range/v1", _records(1, amount_minor=10**15 + 1), "beyond"),
-    ("currency/v1", _records(0, currency="ABC"), "ABC is not ISO 4217"),
-    ("currency/v1", _records(0, currency="USD"), "differs from their statement"),
+    ("currency/v2", _records(0, currency="ABC"), "ABC is not ISO 4217"),
+    ("currency/v2", _records(0, currency="USD"), "differs from their statement"),
     ("period/v1", _statements(1, period_start=date(2024, 2, 1)), "after period_end"),
     ("period/v1", _records(4, booked_at=datetime(2024, 3, 5, tzinfo=UTC)), "outside"),
-    ("balance/v1", _closing_off_by_one, "!= closing"),
-    ("balance/v1", _entries_sum_differs, "records sum to"),
-    ("balance/v1", _records(0, statement_id="nowhere"), "belong to no statement"),
+    ("balance/v2", _closing_off_by_one, "!= closing"),
+    ("balance/v2", _entries_sum_differs, "records sum to"),
+    ("balance/v2", _records(0, statement_id="nowhere"), "belong to no statement"),
+    ("balance/v2", _statements(1, reconciled=False), "reconciled is False"),
+    ("balance/v2", _statements(1, reconciliation_diff_minor=None), "reconciled is True"),
+    ("balance/v2", _statements(1, opening_balance_minor=None), "without both balances"),
     ("duplicates/v1", _duplicate_tx_id, "appears 2 times"),
     ("pseudonym/v1", _records(5, counterparty_account="6222021234567890123"), "not a pseudonym"),
     ("credit_code/v1", _records(6, enterprise_id="91310000MA00000000"), "not a valid code"),
@@ -180,6 +190,31 @@ def test_each_rule_catches_its_violation(
     assert found, f"{rule} found nothing"
     assert any(message in v.message for v in found), found
     assert all(v.record_ref for v in found)
+
+
+def test_foreign_currency_records_need_an_unreconciled_statement(
+    batch: tuple[pa.Table, pa.Table],
+) -> None:
+    records, statements = batch
+    statement_id = records["statement_id"][0].as_py()
+    row = statements["statement_id"].to_pylist().index(statement_id)
+    usd = edit(records, 0, currency="USD")
+    assert "currency/v2" in rules_of(check(usd, statements, manifest=manifest_for(*batch)))
+    # the pipeline marks a statement with foreign-currency entries as not reconcilable
+    unreconciled = edit(statements, row, reconciliation_diff_minor=None, reconciled=None)
+    found = check(usd, unreconciled, manifest=manifest_for(usd, unreconciled))
+    assert found == []
+    # currency/v1 (contract 1.1.0) refuses the same batch
+    v1 = Contract(
+        DEFAULT_CONTRACT.name,
+        "1.1.0",
+        tuple(
+            RuleSpec("currency/v1", r.params) if r.id == "currency/v2" else r
+            for r in DEFAULT_CONTRACT.rules
+        ),
+    )
+    refused = v1.check(usd, unreconciled, manifest_for(usd, unreconciled), History())
+    assert rules_of(refused) == {"currency/v1"}
 
 
 def test_schema_failure_stops_before_other_rules(batch: tuple[pa.Table, pa.Table]) -> None:
@@ -222,6 +257,18 @@ def test_statement_with_fewer_records_is_accepted_when_the_rest_came_before(
     fewer = records.take(keep)
     assert check(fewer, statements) == []
     assert first in statements["statement_id"].to_pylist()
+
+
+def test_an_unreconciled_statement_passes_when_it_declares_the_difference(
+    batch: tuple[pa.Table, pa.Table],
+) -> None:
+    records, statements = _declared_difference(*batch)
+    assert check(records, statements) == []
+    undeclared = edit(statements, 0, reconciliation_diff_minor=0, reconciled=True)
+    assert rules_of(check(records, undeclared)) == {"balance/v2"}
+    # a statement stating neither currency nor period is accepted (its records are checked)
+    bare = edit(statements, 1, currency=None, period_start=None, period_end=None)
+    assert check(records, bare) == []
 
 
 def test_violations_are_capped_per_rule(batch: tuple[pa.Table, pa.Table]) -> None:

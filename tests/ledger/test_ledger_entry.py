@@ -20,16 +20,16 @@ from flowbureau.ledger.manifest import Manifest
 EXAMPLE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 EXAMPLE_PUBLIC = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
 EXAMPLE_ENTRY = (
-    '{"kind":"batch","manifest":{"bank_id":"BANK01","contract":{"hash":"86503b1eb1e1da45b9cd8e'
-    '6df23e58a1bcf707c75e45250a5bcbb7bab3361ca4","version":"1.0.0"},"created_at":"2024-02-01T0'
-    '8:00:00Z","period":{"end":"2024-01-31","start":"2024-01-01"},"records":{"count":1,"root":'
-    '"df604271396bd1b600fb2fd5802aabe415e0c9d6bd971a37dde076835afcaf9c"},"sealed_sha256":"c9d0'
-    '036bed6744bcdf692fc980d8717d7e5f5a4f4e8266b4a84982602fb1cd09","seq":1,"sizes":{"compresse'
-    'd":1024,"plain":4096,"sealed":1072},"statements":{"count":1,"root":"00000000000000000000'
-    '00000000000000000000000000000000000000000000"},"v":1},"signature":"8Rqu0Ybz1Evt6Vli02dzLPi'
-    '+heRDhucVeHpVL69dgaDc56ygsHRq3/xO7UCOjpLkmRWtu/2jS5gQLXei6GrhBg==","v":1}'
+    '{"kind":"batch","manifest":{"bank_id":"BANK01","contract":{"hash":"24f64845b88f046c07885'
+    '65870c5a2d3dc1c3be1855a6379cc07df4b9f3ff5fc","version":"1.2.0"},"created_at":"2024-02-01'
+    'T08:00:00Z","period":{"end":"2024-01-31","start":"2024-01-01"},"records":{"count":1,"roo'
+    't":"df604271396bd1b600fb2fd5802aabe415e0c9d6bd971a37dde076835afcaf9c"},"sealed_sha256":"'
+    'c9d0036bed6744bcdf692fc980d8717d7e5f5a4f4e8266b4a84982602fb1cd09","seq":1,"sizes":{"comp'
+    'ressed":1024,"plain":4096,"sealed":1072},"statements":{"count":1,"root":"000000000000000'
+    '0000000000000000000000000000000000000000000000000"},"v":1},"signature":"ZkDXRkKtYk9n+Yon'
+    '5pR0dbiWrmlCd8RRrx4oT81lNzBq3u8u6Kf3DBPGiyqOIS2r400FznqVnEaqfc4HPZboBw==","v":1}'
 )
-EXAMPLE_ENTRY_LEAF = "d9b0e57230f0b96f0e45fac9ca601a11863980c95ec6619a97d3f8207f397e3a"
+EXAMPLE_ENTRY_LEAF = "3a873c76b51e27888383321b4802cd4b02c492e6e2e511f8fb25e2d47d1ef897"
 
 
 def example_manifest() -> Manifest:
@@ -44,7 +44,7 @@ def example_manifest() -> Manifest:
         ),
         statement_count=1,
         statement_root=bytes(32),
-        contract_version="1.0.0",
+        contract_version=DEFAULT_CONTRACT.version,
         contract_hash=DEFAULT_CONTRACT.hash,
         plain_size=4096,
         compressed_size=1024,

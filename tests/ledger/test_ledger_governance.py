@@ -159,7 +159,7 @@ def test_contract_upgrade_changes_what_batches_must_carry(ledger: Ledger) -> Non
     old = log.membership.contract
     stricter = Contract(
         old.name,
-        "1.1.0",
+        "1.2.0",
         tuple(
             RuleSpec(r.id, {"max_abs_minor": 10**9}) if r.id == "amount_range/v1" else r
             for r in old.rules
@@ -180,7 +180,7 @@ def test_contract_upgrade_changes_what_batches_must_carry(ledger: Ledger) -> Non
         created_at=NOW,
     )
     size = log.size
-    with pytest.raises(EntryRejectedError, match=r"contract 1\.0\.0"):
+    with pytest.raises(EntryRejectedError, match=r"contract 1\.2\.0"):
         log.admit(stale.data)
     assert log.size == size
     unknown = _proposal(

@@ -129,7 +129,7 @@ def test_a_batch_breaking_the_contract_is_refused_at_the_bank(world: World) -> N
     size = world.store.size()
     with pytest.raises(ContractRejectedError) as info:
         world.ledger.submit("BANK02", bad, statements)
-    assert {v.rule for v in info.value.violations} >= {"currency/v1"}
+    assert {v.rule for v in info.value.violations} >= {"currency/v2"}
     assert info.value.file == "batch of BANK02 #2"
     assert world.store.size() == size
     # a batch repeating tx ids the bank already contributed is a cross-batch duplicate

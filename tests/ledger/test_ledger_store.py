@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from ledger_db import migrated_engine
 
 from flowbureau.errors import ConflictError, NotFoundError
 from flowbureau.ledger.checkpoint import open_checkpoint
@@ -27,12 +28,12 @@ from flowbureau.ledger.sample import sample_batch
 from flowbureau.ledger.store import (
     SqlLogStore,
     SqlWitnessState,
+    _bucket_rows,
     pack_strings,
     tx_buckets,
     unpack_strings,
 )
 from flowbureau.transport.keys import Keystore
-from ledger_db import migrated_engine
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -60,7 +61,9 @@ def test_strings_round_trip_through_the_blob_format() -> None:
     assert buckets.tolist() == [0x0AB, 0xFFF, 0xA00, 0]
 
 
-def test_the_sql_store_holds_the_same_log_as_memory(tmp_path: Path, sqlite_store: SqlLogStore) -> None:
+def test_the_sql_store_holds_the_same_log_as_memory(
+    tmp_path: Path, sqlite_store: SqlLogStore
+) -> None:
     memory = InMemoryLogStore()
     _world(memory, tmp_path / "keys-a")
     ledger, records = _world(sqlite_store, tmp_path / "keys-b")
@@ -75,7 +78,7 @@ def test_the_sql_store_holds_the_same_log_as_memory(tmp_path: Path, sqlite_store
     big = records[0]
     tree = MerkleTree.from_leaf_hashes(RECORD_LEAF.leaf_hashes(big))
     policy = ledger.keys()
-    for leaf in (0, 1, CHUNK_LEAVES - 1, CHUNK_LEAVES, 2047, 2048, 2499):
+    for leaf in (0, 1, CHUNK_LEAVES - 1, CHUNK_LEAVES, 2 * CHUNK_LEAVES, 2047, 2048, 2499):
         tx_id = big["tx_id"][leaf].as_py()
         proof = ledger.prove(tx_id)
         assert (proof.batch_index, proof.batch_size) == (leaf, 2500)
@@ -96,16 +99,16 @@ def test_a_batch_is_stored_in_chunks_and_buckets_not_per_record(
     _world(sqlite_store, tmp_path / "keys")
     with sqlite_store.engine.connect() as conn:
         chunks = conn.execute(
-            sa.select(sa.func.count()).select_from(LedgerBatchChunk).where(
-                LedgerBatchChunk.entry_idx == 1
-            )
+            sa.select(sa.func.count())
+            .select_from(LedgerBatchChunk)
+            .where(LedgerBatchChunk.entry_idx == 1)
         ).scalar_one()
         buckets = conn.execute(
-            sa.select(sa.func.count()).select_from(LedgerTxBucket).where(
-                LedgerTxBucket.entry_idx == 1
-            )
+            sa.select(sa.func.count())
+            .select_from(LedgerTxBucket)
+            .where(LedgerTxBucket.entry_idx == 1)
         ).scalar_one()
-    assert chunks == 3  # 2500 records / 1024 per chunk
+    assert chunks == -(-2500 // CHUNK_LEAVES)  # one row per chunk of leaves
     assert 0 < buckets <= 2500
     assert buckets < 2500  # random hex ids share buckets
 
@@ -140,7 +143,7 @@ def test_a_run_is_invisible_until_committed_and_recovery_follows_the_warehouse(
         published.add("wb-2")
         raise OSError("fsync of the directory failed after the rename")
 
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="fsync"):
         run.commit(commit_then_fail, is_published=published.__contains__)
     assert sqlite_store.size() == 2
     assert sqlite_store.locate(tx_id) == [(1, 0)]
@@ -175,7 +178,9 @@ def test_the_store_refuses_a_second_append_at_an_index_and_a_replayed_sequence(
     assert sqlite_store.size() == 6
 
 
-def test_cosignature_rows_follow_the_stored_notes(tmp_path: Path, sqlite_store: SqlLogStore) -> None:
+def test_cosignature_rows_follow_the_stored_notes(
+    tmp_path: Path, sqlite_store: SqlLogStore
+) -> None:
     ledger, _ = _world(sqlite_store, tmp_path / "keys")
     final = open_checkpoint(ledger.checkpoint(), ledger.keys())
     rows = sqlite_store.cosigners(6)
@@ -233,3 +238,30 @@ def test_the_log_on_postgres(tmp_path: Path, postgres_url: str) -> None:
     with pytest.raises(ConflictError):
         store.append(6, store.entry(5), store.batch(5))
     store.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["0a1", "0a2", "fff", "0a1x", "", "上海", "zz", "0A1", "abc", "e\u0301"],
+        [f"{n:032x}" for n in range(0, 2**128, 2**128 // 5000)],
+        ["only"],
+    ],
+)
+def test_tx_index_rows_are_each_buckets_positions_then_its_packed_ids(ids: list[str]) -> None:
+    """Each bucket's blob, built for all buckets at once, is ``u32 count || leaf positions
+    (>u4) || pack_strings(ids)`` of the ids in that bucket, in leaf order."""
+    array = pa.array(ids, pa.string())
+    buckets = tx_buckets(array).tolist()
+    rows = _bucket_rows(7, array)
+    assert [r["bucket"] for r in rows] == sorted(set(buckets))
+    for row in rows:
+        members = [i for i, b in enumerate(buckets) if b == row["bucket"]]
+        expected = (
+            len(members).to_bytes(4, "big")
+            + b"".join(i.to_bytes(4, "big") for i in members)
+            + pack_strings(pa.array([ids[i] for i in members], pa.string()))
+        )
+        assert row["data"] == expected
+        assert row["entry_idx"] == 7
+    assert _bucket_rows(7, pa.array([], pa.string())) == []

@@ -32,7 +32,12 @@ from flowbureau.scoring.history import (
     list_alerts,
     record_evaluations,
 )
-from flowbureau.scoring.service import ModelCache, ScoringEvaluator, ScoringProvider
+from flowbureau.scoring.service import (
+    ModelCache,
+    ScoringEvaluator,
+    ScoringProvider,
+    score_view,
+)
 from flowbureau.service.providers import (
     EnterpriseSummary,
     ReportView,
@@ -313,18 +318,98 @@ def test_the_service_protocols_serve_and_store_scores(
         assert view.credit_code == target
         assert view.model_version.startswith("credit/v")
         assert all(r.points is not None and r.points > 0 for r in view.reasons)
+        assert 1 <= len(view.similar_cases) <= 5
+        cutoff = datetime(2024, 5, 31, 16, tzinfo=UTC)
+        assert all(c.evaluated_at < cutoff for c in view.similar_cases)
+        assert all(0 < c.similarity <= 1 for c in view.similar_cases)
+        assert all(c.outcome in (None, 0, 1) for c in view.similar_cases)
+        assert view.case_pd is not None
+        assert 0 <= view.case_pd <= 1
+        assert view.uses_corrected_values is True
+        assert view.corrected_entries == 0
+        assert view.sources == ["cashflow"]
+        assert ScoreView.model_validate(view.model_dump(mode="json")) == view
         assert evaluator.evaluate(credit_code=code(999), as_of=AS_OF) is None  # no data
     with session_scope(sessions) as db:
         provider = ScoringProvider(db, _Base())
         stored = provider.score(target, date(2024, 12, 1))
         assert stored is not None
-        assert stored.score == view.score
-        assert stored.pd == view.pd
+        assert stored == view  # cases, case PD, corrections and sources come back stored
         assert provider.score(target, date(2024, 5, 31)) is None  # evaluated as of June 1
         report = provider.report(target, AS_OF)
         assert report is not None
         assert report.name == "某公司"
         assert report.score == stored
+
+
+def test_score_view_shows_cases_corrections_and_sources(
+    trained: Trained, warehouse: Warehouse
+) -> None:
+    first = trained.consortium.enterprises[0]
+    contribute(
+        warehouse,
+        [
+            tx(
+                f"fix-{i}",
+                first,
+                datetime(2024, 5, 3 + i, 2, tzinfo=UTC),
+                10**9,
+                corrected_amount_minor=10**7,
+                correction_id=f"corr-{i}",
+                account_id="acct-0",
+            )
+            for i in range(3)
+        ],
+    )
+    graph = pd.DataFrame({"pagerank": [0.5]}, index=pd.Index([first], name="enterprise_id"))
+    evaluator = CreditEvaluator(
+        load_model(trained.models_root, "credit"),
+        graph=False,
+        extra_sources=[FrameSource("graph", lambda _as_of: graph, prefix="graph_")],
+    )
+    with warehouse.connect() as engine:
+        (one,) = evaluator.evaluate(engine, AS_OF, enterprises=[first], now=NOW)
+    view = score_view(one)
+    assert view.uses_corrected_values is True
+    assert view.corrected_entries == 3
+    assert view.sources == ["cashflow", "graph"]
+    assert view.case_pd == one.case_pd
+    assert [c.case_id for c in view.similar_cases] == [c["case_id"] for c in one.cases]
+    assert [c.outcome for c in view.similar_cases] == [c["outcome"] for c in one.cases]
+    for shown, case in zip(view.similar_cases, one.cases, strict=True):
+        assert shown.similarity == pytest.approx(case["similarity"])
+        assert shown.evaluated_at == datetime.fromisoformat(case["evaluated_at"])
+        assert shown.evaluated_at.tzinfo is not None
+        if case["outcome_at"] is not None:
+            assert shown.outcome_at == datetime.fromisoformat(case["outcome_at"])
+
+
+def test_score_view_of_an_evaluation_without_cases_or_data_facts() -> None:
+    bare = Evaluation(
+        enterprise_id=code(1),
+        as_of=AS_OF,
+        score=600,
+        pd=0.02,
+        grade="A",
+        grade_rank=2,
+        reasons=[],
+        challenger=None,
+        case_pd=None,
+        cases=[],
+        model_name="credit",
+        model_version=1,
+        features={},
+        data={},
+        sources=[],
+        data_fingerprint="",
+        computed_at=NOW,
+    )
+    view = score_view(bare)
+    assert view.similar_cases == []
+    assert view.case_pd is None
+    assert view.uses_corrected_values is None  # not recorded: not guessed
+    assert view.corrected_entries is None
+    assert view.sources == []
 
 
 def test_no_model_means_no_score(sessions: sa.orm.sessionmaker[sa.orm.Session]) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from scoring_data import code, tx, view_table
 
@@ -183,6 +184,58 @@ def test_balances_carry_forward_and_sum_over_accounts() -> None:
     assert row["balance_min_12m"] == 100
     assert row["negative_balance_days_12m"] == 0
     assert row["max_drawdown_12m"] == pytest.approx((400 - 250) / 400)
+
+
+def test_a_day_s_balance_ties_on_the_booking_time_go_to_the_highest_tx_id() -> None:
+    as_of = date(2025, 1, 11)
+    same = at(date(2025, 1, 2), 3)
+    rows = [
+        tx("t-b", E, same, 10, balance_after_minor=700, account_id="1"),
+        tx("t-a", E, same, 10, balance_after_minor=500, account_id="1"),
+        tx("t-c", E, same, 10, account_id="1"),  # states no balance: never the day's balance
+    ]
+    row = features(rows, as_of=as_of).loc[E]
+    assert row["balance_last"] == 700
+    assert row["balance_min_12m"] == 700
+
+
+def test_margins_fixed_costs_and_recent_against_the_year() -> None:
+    rows = [
+        tx("s1", E, at(date(2025, 6, 10)), 1_000_00, tx_type="sales_receipt"),  # month 0
+        tx("s2", E, at(date(2024, 9, 10)), 3_000_00, tx_type="sales_receipt"),  # month 9
+        tx("p1", E, at(date(2025, 6, 11)), -200_00, tx_type="payroll"),
+        tx("r1", E, at(date(2025, 5, 11)), -100_00, tx_type="rent"),
+        tx("u1", E, at(date(2024, 9, 12)), -50_00, tx_type="utilities"),
+        tx("g1", E, at(date(2025, 6, 12)), -400_00, tx_type="supplier_payment"),
+        tx("i1", E, at(date(2025, 6, 13)), -999_00, tx_type="internal_transfer"),  # excluded
+        tx("b1", E, at(date(2025, 6, 1)), 0, balance_after_minor=100, account_id="1"),
+    ]
+    row = features(rows).loc[E]
+    assert row["fixed_costs_3m"] == 300_00
+    assert row["fixed_costs_12m"] == 350_00
+    assert row["net_margin_3m"] == pytest.approx((1_000_00 - 700_00) / 1_000_00)
+    assert row["net_margin_12m"] == pytest.approx((4_000_00 - 750_00) / 4_000_00)
+    assert row["fixed_cost_ratio_3m"] == pytest.approx(300_00 / 1_000_00)
+    assert row["fixed_cost_ratio_12m"] == pytest.approx(350_00 / 4_000_00)
+    assert row["inflow_vs_year_3m"] == pytest.approx(1_000_00 / (4_000_00 / 4) - 1)
+    assert row["balance_trend_3m"] == pytest.approx(1.0)  # one balance, the same everywhere
+    quiet = features([tx("z", F, at(date(2025, 6, 10)), -5_00, tx_type="rent")]).loc[F]
+    assert np.isnan(quiet["net_margin_3m"])  # no inflow: no margin
+    assert np.isnan(quiet["fixed_cost_ratio_3m"])
+    assert quiet["fixed_costs_3m"] == 5_00
+
+
+def test_every_feature_column_is_an_integer_or_a_double() -> None:
+    rows = [
+        tx("x1", E, at(date(2025, 1, 1)), 1000, balance_after_minor=1000),
+        tx("x2", E, at(date(2025, 1, 5)), -600, balance_after_minor=400, tx_type="payroll"),
+    ]
+    with create_engine("duckdb") as engine:
+        engine.register("transactions", view_table(rows))
+        schema = engine.query(cashflow_sql(date(2025, 2, 1))).schema
+    for name in FEATURE_NAMES:
+        kind = schema.field(name).type
+        assert kind in (pa.int64(), pa.float64()), (name, kind)
 
 
 def test_negative_and_low_balance_days() -> None:

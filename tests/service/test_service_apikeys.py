@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from service_helpers import CODE_A, Api, StubScores, bearer
 
 from flowbureau.errors import AuthenticationError, InputError
-from flowbureau.service import accounts, apikeys
-from flowbureau.service.models import ApiKey, Consent, Purpose
+from flowbureau.service import accounts, apikeys, audit
+from flowbureau.service.models import ApiKey, AuditEntry, Consent, Purpose
 from flowbureau.storage.database import session_scope
 
 
@@ -125,6 +125,27 @@ def test_revoked_key_is_refused(scored_api: Api) -> None:
             apikeys.authenticate_api_key(db, presented=key, now=api.clock())
     response = api.client.get("/v1/me", headers=bearer(key))
     assert response.status_code == 401
+
+
+def test_a_revocation_applies_to_the_very_next_read_and_every_read_is_audited(
+    scored_api: Api,
+) -> None:
+    api = scored_api
+    bank_id = _bank_with_consent(api)
+    key = _key(api, bank_id, ["view_score"])
+
+    def audited() -> int:
+        with session_scope(api.context.sessions) as db:
+            return int(db.execute(sa.select(sa.func.count()).select_from(AuditEntry)).scalar_one())
+
+    before = audited()
+    assert [_get(api, key) for _ in range(3)] == [200, 200, 200]
+    assert audited() == before + 3
+    with session_scope(api.context.sessions) as db:
+        apikeys.revoke_api_key(db, key_id=key.split("_")[1], now=api.clock())
+    assert _get(api, key) == 401  # nothing caches a key between requests
+    with session_scope(api.context.sessions) as db:
+        assert audit.verify(db).ok
 
 
 def test_a_guessed_secret_for_a_real_key_id_is_refused(scored_api: Api) -> None:

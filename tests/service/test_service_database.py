@@ -86,6 +86,25 @@ def test_sqlite_enforces_foreign_keys(tmp_path: Path) -> None:
         )
 
 
+def test_sqlite_files_run_wal_without_an_fsync_per_commit(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with engine.connect() as conn:
+            pragma = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        engine.dispose()
+    # synchronous: 1 = NORMAL (2 = FULL, the SQLite default, fsyncs the WAL on every commit)
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "foreign_keys": 1,
+        "busy_timeout": 10000,
+    }
+
+
 @pytest.fixture
 def postgres_api(postgres_url: str, tmp_path: Path) -> Iterator[Api]:
     settings = make_settings(tmp_path).model_copy(update={"database_url": postgres_url})

@@ -16,10 +16,11 @@ already replaced by pseudonyms and never reach SQL):
 - ``existing_ids``: ``tx_id`` of stored records that could repeat this batch's (same bank,
   neighbouring months).
 
-Steps (:func:`steps_sql`, in order): ``b_stmts`` adds each statement's reconciliation
-difference; ``b_std`` (a view: wide rows are never copied) standardises every entry (UTC
-time, currency, the account's enterprise) and decides completeness (``reject_reason`` /
-``reject_field``); ``b_ok`` (a view) keeps the admitted entries; ``b_kinds`` categorises
+Steps, in order: ``b_stmts`` adds each statement's reconciliation difference; ``b_std`` (a
+view: wide rows are never copied) standardises every entry (UTC time, currency, the
+account's enterprise) and decides completeness (``reject_reason`` / ``reject_field``);
+``b_counts`` / ``b_rejects`` tally it per statement and keep the rejected entries;
+``b_ok`` (a view) keeps the admitted entries; ``b_kinds`` categorises
 (:mod:`.rules`) each distinct (description, counterparty name, direction, transaction code,
 own-account) combination once - texts repeat, so the rule regexes run far fewer times than
 once per entry; ``b_rows`` is the narrow per-entry result: ``tx_id``
@@ -38,6 +39,7 @@ caller completes from the Arrow entries (see :mod:`flowbureau.ingestion`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from flowbureau.cleaning.flags import QualityFlag
@@ -59,6 +61,7 @@ __all__ = [
     "sources_sql",
     "standardise_sql",
     "statements_sql",
+    "tallies_sql",
 ]
 
 BOOKED_OR_INVALID = "(status = 'BOOK' OR starts_with(status, 'INVALID:'))"
@@ -94,20 +97,41 @@ def _field_from_reason() -> str:
     return f"CASE {branches} END"
 
 
+def _flags_sql(flags: Sequence[tuple[QualityFlag, str]]) -> str:
+    """``quality_flags`` of an entry: the flags whose condition holds, in the given order.
+
+    The conditions add up to a bit mask that picks one of the 2^n possible lists from a
+    constant list of lists (cheaper per row than filtering a list built per row).
+    """
+    mask = " + ".join(
+        f"CASE WHEN {condition} THEN {1 << bit} ELSE 0 END"
+        for bit, (_, condition) in enumerate(flags)
+    )
+    lists = ", ".join(
+        "["
+        + ", ".join(_literal(flag.value) for bit, (flag, _) in enumerate(flags) if m >> bit & 1)
+        + "]::VARCHAR[]"
+        for m in range(1 << len(flags))
+    )
+    return f"([{lists}])[({mask}) + 1]"
+
+
 def reconcile_sql() -> str:
-    """``b_stmts``: ``b_statements`` plus ``reconciliation_diff_minor``, the statement's
+    """``b_stmts``: ``b_statements`` plus its file's ``source_file`` and ``file_sha256`` and
+    ``reconciliation_diff_minor``, the statement's
     closing balance minus (opening + its entries), NULL when either balance is missing or an
     entry is in another currency (:func:`flowbureau.formats.reconcile`, for every statement
     of the batch in one pass)."""
     return """
     CREATE OR REPLACE TEMP TABLE b_stmts AS
-    SELECT s.*,
+    SELECT s.*, f.source_file, f.file_sha256,
            CASE WHEN s.opening_balance_minor IS NULL OR s.closing_balance_minor IS NULL
                   OR coalesce(t.foreign_entries, 0) > 0 THEN NULL
                 ELSE CAST(s.closing_balance_minor
                           - (s.opening_balance_minor + coalesce(t.total, 0)) AS BIGINT)
            END AS reconciliation_diff_minor
     FROM b_statements s
+    JOIN b_files f USING (file_idx)
     LEFT JOIN (
         SELECT e.stmt_idx, sum(e.amount_minor) AS total,
                count(*) FILTER (WHERE e.currency IS DISTINCT FROM s.currency) AS foreign_entries
@@ -128,7 +152,7 @@ def standardise_sql(*, timezone: str) -> str:
     return f"""
     CREATE OR REPLACE TEMP VIEW b_std AS
     SELECT e.* EXCLUDE (currency), upper(trim(e.currency)) AS currency,
-           s.file_idx, s.statement_id, f.source_file, f.file_sha256,
+           s.file_idx, s.statement_id, s.source_file, s.file_sha256,
            s.reconciliation_diff_minor,
            coalesce(k.enterprise_id, s.owner_enterprise_id) AS enterprise_id,
            coalesce(k.owner_name_norm, s.owner_name_norm) AS owner_name_norm,
@@ -151,10 +175,33 @@ def standardise_sql(*, timezone: str) -> str:
            END AS reject_field
     FROM b_entries e
     JOIN b_stmts s USING (stmt_idx)
-    JOIN b_files f ON f.file_idx = s.file_idx
     LEFT JOIN b_accounts k ON k.account_id = e.account_id
     LEFT JOIN (VALUES {currencies}) iso(code) ON iso.code = upper(trim(e.currency))
     """
+
+
+def tallies_sql() -> list[str]:
+    """Statements building ``b_counts`` (per statement: ``records``, ``pending_entries``,
+    ``entries_sum`` of booked amounts, ``quarantined``) and ``b_rejects`` (the rejected
+    entries with their source, reason and raw text): one pass over ``b_std`` each, so the
+    per-file and per-statement tables and the report never scan the entries again."""
+    return [
+        f"""
+        CREATE OR REPLACE TEMP TABLE b_counts AS
+        SELECT stmt_idx, any_value(file_idx) AS file_idx,
+               count(*) FILTER (WHERE {BOOKED_OR_INVALID}) AS records,
+               count(*) FILTER (WHERE NOT {BOOKED_OR_INVALID}) AS pending_entries,
+               coalesce(sum(amount_minor) FILTER (WHERE status = 'BOOK'), 0) AS entries_sum,
+               count(*) FILTER (WHERE reject_reason IS NOT NULL) AS quarantined
+        FROM b_std GROUP BY stmt_idx
+        """,
+        """
+        CREATE OR REPLACE TEMP TABLE b_rejects AS
+        SELECT stmt_idx, entry_no, source_file, location, file_sha256, reject_field,
+               reject_reason, raw_text
+        FROM b_std WHERE reject_reason IS NOT NULL
+        """,
+    ]
 
 
 def rows_sql(*, bank_id: str, rules: RuleSet) -> list[str]:
@@ -162,12 +209,11 @@ def rows_sql(*, bank_id: str, rules: RuleSet) -> list[str]:
     ``file_idx``, ``stmt_idx``, ``entry_no``, ``tx_id``, ``tx_type``, ``quality_flags``,
     ``booked_at``, ``enterprise_id``, ``currency``, ``amount_minor``, ``month``), with the
     occurrence index of repeated entries applied (``b_repeat``)."""
-    flags = ", ".join(
-        f"CASE WHEN {condition} THEN {_literal(flag.value)} END"
-        for flag, condition in (
+    flags = _flags_sql(
+        (
             (QualityFlag.ENTERPRISE_UNKNOWN, "o.enterprise_id IS NULL"),
             (QualityFlag.TIMEZONE_ASSUMED, "o.booked_offset_minutes IS NULL"),
-            (QualityFlag.RETURNED_PAYMENT, "k.returned"),
+            (QualityFlag.RETURNED_PAYMENT, "o.returned"),
             (
                 QualityFlag.BALANCE_BREAK,
                 "o.prev_balance IS NOT NULL AND o.balance_after_minor IS NOT NULL "
@@ -201,23 +247,34 @@ def rows_sql(*, bank_id: str, rules: RuleSet) -> list[str]:
                   FROM b_ok)
         )
         """,
+        # The previous balance is a window over four numbers per entry, joined back by
+        # row_idx: sorting the wide rows (tx_id and the rest) for it costs twice as much.
         f"""
         CREATE OR REPLACE TEMP TABLE b_rows AS
-        SELECT o.row_idx, o.file_idx, o.stmt_idx, o.entry_no, {tx_id_sql("0")} AS tx_id,
-               k.tx_type, list_filter([{flags}], lambda f: f IS NOT NULL) AS quality_flags,
-               o.booked_at, o.enterprise_id, o.currency, o.amount_minor,
-               strftime(o.booked_at, '%Y-%m') AS month
-        FROM (
-            SELECT *, lag(balance_after_minor) OVER (PARTITION BY stmt_idx ORDER BY entry_no)
-                        AS prev_balance
+        WITH prev AS (
+            SELECT row_idx,
+                   lag(balance_after_minor) OVER (PARTITION BY stmt_idx ORDER BY entry_no)
+                     AS prev_balance
             FROM b_ok
+        )
+        SELECT o.row_idx, o.file_idx, o.stmt_idx, o.entry_no, o.tx_id, o.tx_type,
+               {flags} AS quality_flags,
+               o.booked_at, o.enterprise_id, o.currency, o.amount_minor,
+               strftime(make_timestamp(epoch_us(o.booked_at)), '%Y-%m') AS month  -- no ICU
+        FROM (
+            SELECT e.row_idx, e.file_idx, e.stmt_idx, e.entry_no, {tx_id_sql("0")} AS tx_id,
+                   k.tx_type, k.returned, e.booked_at, e.enterprise_id, e.currency,
+                   e.amount_minor, e.balance_after_minor, e.booked_offset_minutes,
+                   e.reconciliation_diff_minor, p.prev_balance
+            FROM b_ok e
+            JOIN b_kinds k
+              ON k.k_description = coalesce(e.description, '')
+             AND k.k_counterparty = coalesce(e.counterparty_name_norm, '')
+             AND k.k_direction = sign(e.amount_minor)
+             AND k.k_code = coalesce(e.tx_code, '')
+             AND k.k_own = e.cp_is_own
+            JOIN prev p ON p.row_idx = e.row_idx
         ) o
-        JOIN b_kinds k
-          ON k.k_description = coalesce(o.description, '')
-         AND k.k_counterparty = coalesce(o.counterparty_name_norm, '')
-         AND k.k_direction = sign(o.amount_minor)
-         AND k.k_code = coalesce(o.tx_code, '')
-         AND k.k_own = o.cp_is_own
         """,
         # Entries of one file with all identity fields equal got the same tx_id above (they
         # hashed occurrence 0): rank them in file order and re-hash the later ones.
@@ -266,11 +323,11 @@ def marks_sql() -> list[str]:
 
 
 def new_rows_sql() -> str:
-    """The computed columns of the new records (``row_idx`` points into ``b_entries``), ordered by
-    ``month`` (the ``YYYY-MM`` of ``booked_at`` that partitions the files), then ``row_idx``."""
+    """The computed columns of the new records (``row_idx`` points into ``b_entries``;
+    ``month`` is the ``YYYY-MM`` of ``booked_at`` that partitions the files), in no order."""
     return f"""
     SELECT row_idx, tx_id, tx_type, quality_flags, booked_at, enterprise_id, currency, month
-    FROM b_marked WHERE {NEW} ORDER BY month, row_idx
+    FROM b_marked WHERE {NEW}
     """
 
 
@@ -279,10 +336,11 @@ def duplicates_sql(*, bank_id: str, ingest_id: str) -> str:
     return f"""
     SELECT m.tx_id, {_literal(bank_id)} AS bank_id,
            CASE WHEN m.is_existing THEN 'existing' ELSE 'in_batch' END AS kind,
-           s.source_file, s.location AS source_location, s.file_sha256,
+           f.source_file, e.location AS source_location, f.file_sha256,
            {_literal(ingest_id)} AS ingest_id
-    FROM b_marked m JOIN b_std s USING (row_idx)
-    WHERE NOT {NEW}
+    FROM (SELECT * FROM b_marked WHERE NOT {NEW}) m
+    JOIN b_entries e USING (row_idx)
+    JOIN b_files f ON f.file_idx = m.file_idx
     """
 
 
@@ -292,18 +350,8 @@ def quarantine_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
     SELECT {_literal(bank_id)} AS bank_id, source_file, location AS source_location,
            file_sha256, reject_field AS field, reject_reason AS reason, raw_text,
            {_literal(ingest_id)} AS ingest_id, {_timestamp(now)} AS quarantined_at
-    FROM b_std
-    WHERE reject_reason IS NOT NULL
+    FROM b_rejects
     """
-
-
-_STATEMENT_TOTALS = f"""
-    SELECT stmt_idx,
-           count(*) FILTER (WHERE {BOOKED_OR_INVALID}) AS entry_count,
-           count(*) FILTER (WHERE NOT {BOOKED_OR_INVALID}) AS pending_entries,
-           coalesce(sum(amount_minor) FILTER (WHERE status = 'BOOK'), 0) AS entries_sum
-    FROM b_std GROUP BY stmt_idx
-"""
 
 
 def statements_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
@@ -312,7 +360,7 @@ def statements_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
     SELECT s.statement_id, {_literal(bank_id)} AS bank_id, s.account_id,
            coalesce(k.enterprise_id, s.owner_enterprise_id) AS enterprise_id, s.owner_name,
            s.currency, s.opening_balance_minor, s.closing_balance_minor, s.period_start,
-           s.period_end, coalesce(t.entry_count, 0) AS entry_count,
+           s.period_end, coalesce(t.records, 0) AS entry_count,
            s.pending + coalesce(t.pending_entries, 0) AS pending_count,
            CAST(coalesce(t.entries_sum, 0) AS BIGINT) AS entries_sum_minor,
            s.reconciliation_diff_minor = 0 AS reconciled, s.reconciliation_diff_minor,
@@ -321,7 +369,7 @@ def statements_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
     FROM b_stmts s
     JOIN b_files f ON f.file_idx = s.file_idx
     LEFT JOIN b_accounts k ON k.account_id = s.account_id
-    LEFT JOIN ({_STATEMENT_TOTALS}) t ON t.stmt_idx = s.stmt_idx
+    LEFT JOIN b_counts t ON t.stmt_idx = s.stmt_idx
     WHERE s.account_id IS NOT NULL
     """
 
@@ -347,17 +395,16 @@ def sources_sql(*, bank_id: str, ingest_id: str, now: datetime) -> str:
     return f"""
     SELECT f.file_sha256, {_literal(bank_id)} AS bank_id, f.source_file, f.format, f.profile,
            'ingested' AS status, CAST(f.statements AS BIGINT) AS statements,
-           coalesce(a.records, 0) AS records, coalesce(r.new_records, 0) AS new_records,
-           coalesce(r.duplicates, 0) AS duplicates, coalesce(a.quarantined, 0) AS quarantined,
+           CAST(coalesce(a.records, 0) AS BIGINT) AS records,
+           coalesce(r.new_records, 0) AS new_records, coalesce(r.duplicates, 0) AS duplicates,
+           CAST(coalesce(a.quarantined, 0) AS BIGINT) AS quarantined,
            CAST(f.pending + coalesce(a.pending_entries, 0) AS BIGINT) AS pending,
            {_literal(ingest_id)} AS ingest_id, {_timestamp(now)} AS ingested_at
     FROM b_files f
     LEFT JOIN (
-        SELECT file_idx,
-               count(*) FILTER (WHERE {BOOKED_OR_INVALID}) AS records,
-               count(*) FILTER (WHERE reject_reason IS NOT NULL) AS quarantined,
-               count(*) FILTER (WHERE NOT {BOOKED_OR_INVALID}) AS pending_entries
-        FROM b_std GROUP BY file_idx
+        SELECT file_idx, sum(records) AS records, sum(quarantined) AS quarantined,
+               sum(pending_entries) AS pending_entries
+        FROM b_counts GROUP BY file_idx
     ) a ON a.file_idx = f.file_idx
     LEFT JOIN (
         SELECT file_idx,

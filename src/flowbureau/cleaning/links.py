@@ -34,63 +34,96 @@ MAX_ROUNDS = 100
 
 _SIDE = """
 CREATE OR REPLACE TEMP TABLE link_side AS
+WITH span AS (  -- the run's records, widened by the window (+1 day for time zone shifts)
+    SELECT min(booked_at) - INTERVAL {margin} DAY AS low,
+           max(booked_at) + INTERVAL {margin} DAY AS high
+    FROM stored_transactions WHERE ingest_id = {run}
+)
 SELECT t.tx_id, t.account_id, CAST(timezone({tz}, t.booked_at) AS DATE) AS day,
        epoch(t.booked_at) AS ts,
        t.amount_minor, t.currency, t.counterparty_account, t.counterparty_name_norm,
-       t.end_to_end_id, a.owner_name_norm, t.ingest_id = {run} AS is_new
+       t.end_to_end_id, a.owner_name_norm, t.ingest_id = {run} AS is_new,
+       hash(t.account_id) AS k_account, {key_cp_account} AS k_cp_account,
+       {key_owner} AS k_owner, {key_cp_name} AS k_cp_name
 FROM stored_transactions t
+JOIN span ON t.booked_at BETWEEN span.low AND span.high
 LEFT JOIN accounts a USING (account_id)
 ANTI JOIN payment_links l USING (tx_id)
 WHERE t.amount_minor <> 0
 """
 
-_PAIR = """
-SELECT d.tx_id AS payer_tx, c.tx_id AS payee_tx,
-       abs(date_diff('day', d.day, c.day)) AS day_gap,
-       abs(c.ts - d.ts) AS time_gap,
-       coalesce(d.counterparty_account = c.account_id, false) AS acct_fwd,
-       coalesce(c.counterparty_account = d.account_id, false) AS acct_back,
-       coalesce(d.counterparty_name_norm = c.owner_name_norm, false) AS name_fwd,
-       coalesce(c.counterparty_name_norm = d.owner_name_norm, false) AS name_back,
-       coalesce(d.end_to_end_id = c.end_to_end_id, false) AS same_e2e
-FROM link_debits d JOIN link_credits c ON {on}
-WHERE c.amount_minor = -d.amount_minor AND c.currency = d.currency
-  AND d.account_id <> c.account_id AND (d.is_new OR c.is_new)
-  AND abs(date_diff('day', d.day, c.day)) <= {window}
+_HITS = """
+SELECT d.rowid AS payer_row, c.rowid AS payee_row
+FROM d JOIN c ON {on} AND c.amount_minor = -d.amount_minor
+WHERE (d.is_new OR c.is_new) AND abs(date_diff('day', d.day, c.day)) <= {window}
 """
+
+_NARROW = "rowid, amount_minor, day, is_new, k_account, k_cp_account, k_owner, k_cp_name"
+
+
+def _key(column: str) -> str:
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE hash({column}) END"
 
 
 def candidates_sql(*, ingest_id: str, window_days: int, timezone: str) -> list[str]:
     """Statements creating ``link_cand`` (candidate pairs with gaps and score) and an empty
-    ``link_pairs``; days are calendar days in ``timezone``."""
+    ``link_pairs``; days are calendar days in ``timezone``.
+
+    Only records within the window of the run's own records are read (``link_side``). The
+    three identity paths (payer names the payee's account, payee names the payer's, both
+    names agree) are equi-joins on 64-bit hashes of the texts and the amount, carrying
+    nothing but numbers (``link_hits``: a superset, since equal texts have equal hashes);
+    the texts and every other condition are then checked exactly on those few pairs.
+    """
     run = "'" + ingest_id.replace("'", "''") + "'"
     tz = "'" + timezone.replace("'", "''") + "'"
+    window = int(window_days)
     paths = [
-        "c.account_id = d.counterparty_account AND c.amount_minor = -d.amount_minor",
-        "d.account_id = c.counterparty_account AND c.amount_minor = -d.amount_minor",
-        "c.owner_name_norm = d.counterparty_name_norm AND c.counterparty_name_norm = "
-        "d.owner_name_norm AND c.amount_minor = -d.amount_minor",
+        "c.k_account = d.k_cp_account",
+        "d.k_account = c.k_cp_account",
+        "c.k_owner = d.k_cp_name AND c.k_cp_name = d.k_owner",
     ]
-    union = " UNION ".join(_PAIR.format(on=p, window=int(window_days)) for p in paths)
+    union = " UNION ".join(_HITS.format(on=on, window=window) for on in paths)
     return [
-        _SIDE.format(run=run, tz=tz),
-        "CREATE OR REPLACE TEMP TABLE link_debits AS "
-        "SELECT * FROM link_side WHERE amount_minor < 0",
-        "CREATE OR REPLACE TEMP TABLE link_credits AS "
-        "SELECT * FROM link_side WHERE amount_minor > 0",
+        _SIDE.format(
+            run=run,
+            tz=tz,
+            margin=window + 1,
+            key_cp_account=_key("t.counterparty_account"),
+            key_owner=_key("a.owner_name_norm"),
+            key_cp_name=_key("t.counterparty_name_norm"),
+        ),
         f"""
+        CREATE OR REPLACE TEMP TABLE link_hits AS
+        WITH d AS (SELECT {_NARROW} FROM link_side WHERE amount_minor < 0),
+             c AS (SELECT {_NARROW} FROM link_side WHERE amount_minor > 0)
+        {union}
+        """,
+        """
         CREATE OR REPLACE TEMP TABLE link_cand AS
         SELECT payer_tx, payee_tx, day_gap, time_gap,
                CASE WHEN acct_fwd OR acct_back THEN 'account' ELSE 'name' END AS matched_by,
                2 * acct_fwd::INT + 2 * acct_back::INT + name_fwd::INT + name_back::INT
                  + 2 * same_e2e::INT AS score
-        FROM ({union})
+        FROM (
+            SELECT d.tx_id AS payer_tx, c.tx_id AS payee_tx,
+                   abs(date_diff('day', d.day, c.day)) AS day_gap,
+                   abs(c.ts - d.ts) AS time_gap,
+                   coalesce(d.counterparty_account = c.account_id, false) AS acct_fwd,
+                   coalesce(c.counterparty_account = d.account_id, false) AS acct_back,
+                   coalesce(d.counterparty_name_norm = c.owner_name_norm, false) AS name_fwd,
+                   coalesce(c.counterparty_name_norm = d.owner_name_norm, false) AS name_back,
+                   coalesce(d.end_to_end_id = c.end_to_end_id, false) AS same_e2e
+            FROM link_hits h
+            JOIN link_side d ON d.rowid = h.payer_row
+            JOIN link_side c ON c.rowid = h.payee_row
+            WHERE c.currency = d.currency AND d.account_id <> c.account_id
+        )
         WHERE acct_fwd OR acct_back OR (name_fwd AND name_back)
         """,
         "CREATE OR REPLACE TEMP TABLE link_pairs AS SELECT * FROM link_cand LIMIT 0",
+        "DROP TABLE link_hits",
         "DROP TABLE link_side",
-        "DROP TABLE link_debits",
-        "DROP TABLE link_credits",
     ]
 
 

@@ -26,30 +26,33 @@ __all__ = ["outliers_sql"]
 def outliers_sql(
     source: str, *, bank_id: str | None = None, min_history: int, threshold: float
 ) -> str:
-    """SQL for the ``outliers`` annotation rows of relation ``source`` (one bank if given).
+    """SQL for the ``outliers`` annotation rows of relation ``source`` (one bank if given),
+    with their ``bank_id`` last (the annotation's scope; not a column of the annotation).
 
     ``source`` needs ``tx_id``, ``bank_id``, ``account_id``, ``tx_type`` and ``amount_minor``.
+    Groups are per bank too (an account pseudonym does not include the bank), so several
+    banks are judged in one pass exactly as one at a time.
     """
     bank_filter = ""
     if bank_id is not None:
         bank_filter = "AND bank_id = '" + bank_id.replace("'", "''") + "'"
     return f"""
     WITH x AS (
-        SELECT tx_id, account_id, tx_type, amount_minor > 0 AS inflow,
+        SELECT tx_id, bank_id, account_id, tx_type, amount_minor > 0 AS inflow,
                ln(abs(amount_minor)::DOUBLE) AS v
         FROM {source}
         WHERE amount_minor <> 0 {bank_filter}
     ),
     s AS (
-        SELECT account_id, inflow, tx_type, median(v) AS med, mad(v) AS spread
-        FROM x GROUP BY account_id, inflow, tx_type
+        SELECT bank_id, account_id, inflow, tx_type, median(v) AS med, mad(v) AS spread
+        FROM x GROUP BY bank_id, account_id, inflow, tx_type
         HAVING count(*) >= {int(min_history)}
     ),
     z AS (
-        SELECT x.tx_id, 0.6745 * (x.v - s.med) / s.spread AS robust_z
-        FROM x JOIN s USING (account_id, inflow, tx_type)
+        SELECT x.tx_id, x.bank_id, 0.6745 * (x.v - s.med) / s.spread AS robust_z
+        FROM x JOIN s USING (bank_id, account_id, inflow, tx_type)
         WHERE s.spread > 0
     )
-    SELECT tx_id, robust_z, ['{QualityFlag.OUTLIER.value}']::VARCHAR[] AS quality_flags
+    SELECT tx_id, robust_z, ['{QualityFlag.OUTLIER.value}']::VARCHAR[] AS quality_flags, bank_id
     FROM z WHERE robust_z > {float(threshold)!r}
     """

@@ -91,3 +91,15 @@ app.add_typer(_graph.app, name="graph")
 from flowbureau.cli import anomaly as _anomaly  # noqa: E402
 
 app.add_typer(_anomaly.app, name="anomaly")
+
+from flowbureau.cli import ledger as _ledger  # noqa: E402
+
+app.command("init")(_ledger.init)
+app.add_typer(_ledger.app, name="ledger")
+app.add_typer(_ledger.node_app, name="node")
+app.add_typer(_ledger.platform_app, name="platform")
+_service.audit_app.command("anchor")(_ledger.audit_anchor)
+
+from flowbureau.cli import demo as _demo  # noqa: E402
+
+app.command("demo")(_demo.demo)

@@ -64,10 +64,9 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) with uvicorn."""
-    import uvicorn
-
     from flowbureau.config import get_settings
     from flowbureau.service.app import check_production_settings, prepare_database
+    from flowbureau.service.server import serve as serve_api
 
     settings = get_settings()
     check_production_settings(settings)
@@ -78,14 +77,8 @@ def serve(
             err=True,
         )
     typer.echo(f"flowbureau API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        "flowbureau.service.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=settings.service.trust_forwarded_for,
-        server_header=False,
+    serve_api(  # uvicorn, with TCP_NODELAY on the workers' shared socket (see the module)
+        host=host, port=port, workers=workers, proxy_headers=settings.service.trust_forwarded_for
     )
 
 

@@ -25,11 +25,11 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -111,16 +111,15 @@ class Context:
     summary_markers: tuple[str, ...]
     warnings: list[str] = field(default_factory=list)
 
-    @cached_property
+    @property
     def blank_line(self) -> re.Pattern[str]:
         """A line with nothing but delimiters, quotes and whitespace."""
-        return re.compile(f'^[{re.escape(self.delimiter)}\\s"]*$')
+        return _blank_line(self.delimiter)
 
-    @cached_property
+    @property
     def summary_line(self) -> re.Pattern[str]:
         """A line whose first non-empty cell starts with a summary marker."""
-        markers = "|".join(re.escape(m) for m in self.summary_markers) or "(?!)"
-        return re.compile(f'^[{re.escape(self.delimiter)}\\s"]*(?:{markers})')
+        return _summary_line(self.delimiter, self.summary_markers)
 
     def error(self, message: str, line: int, field_name: str) -> InputError:
         """An ``InputError`` at ``line`` naming the header of canonical ``field_name``."""
@@ -135,6 +134,17 @@ class Context:
         wanted = ("debit", "credit", "amount", "direction")
         columns = self.layout.columns
         return Summary(line, {f: cells[columns[f]].strip() for f in wanted if f in columns})
+
+
+@functools.lru_cache(maxsize=64)
+def _blank_line(delimiter: str) -> re.Pattern[str]:
+    return re.compile(f'^[{re.escape(delimiter)}\\s"]*$')
+
+
+@functools.lru_cache(maxsize=64)
+def _summary_line(delimiter: str, summary_markers: tuple[str, ...]) -> re.Pattern[str]:
+    markers = "|".join(re.escape(m) for m in summary_markers) or "(?!)"
+    return re.compile(f'^[{re.escape(delimiter)}\\s"]*(?:{markers})')
 
 
 def clean(values: pa.Array, *, plain: bool = False) -> pa.Array:

@@ -18,7 +18,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +146,32 @@ def detect(path: Path, *, profile_dirs: Sequence[Path] = ()) -> tuple[str, str |
     return choice.format, choice.profile
 
 
+@dataclass(frozen=True)
+class Detection:
+    """What detection makes of one file's first bytes (:func:`detect_file`)."""
+
+    register: bool
+    """The account-register reader recognises it (whatever else may match better)."""
+    choice: tuple[str, str | None] | None
+    """``(format, profile)`` that ``read_file(format="auto")`` reads it with; ``None`` when
+    detection fails (reading it raises the error)."""
+
+
+def detect_file(path: Path, *, profile_dirs: Sequence[Path] = ()) -> Detection:
+    """Judge ``path`` once for both questions an ingest asks: is it an account register, and
+    which reader (and profile) reads it. Pass the choices to :func:`read_files` (``detected``)
+    so the files are not judged again."""
+    path = Path(path)
+    head = _read_head(path)
+    candidates = _candidates(path, head, load_profiles(profile_dirs))
+    register = any(c.format == "register" and c.sniff.confidence > 0 for c in candidates)
+    try:
+        chosen = _choose(path, candidates, empty=not head)
+    except FlowbureauError:
+        return Detection(register, None)
+    return Detection(register, (chosen.format, chosen.profile))
+
+
 def _read_head(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
@@ -204,6 +230,7 @@ def read_files(
     format: str = "auto",
     profile: str | None = None,
     profile_dirs: Sequence[Path] = (),
+    detected: Mapping[Path, tuple[str, str | None]] | None = None,
 ) -> Iterator[ReadResult]:
     """``read_file`` of each path, in order, with bank CSV exports read in bulk.
 
@@ -212,8 +239,11 @@ def read_files(
     :data:`BULK_READ_BYTES` of files) and read by
     :meth:`~flowbureau.formats.tabular.TabularReader.parse_many`: their statements' entries
     are slices of shared tables (``ParsedStatement.span``). Other formats are read one by one.
+    ``detected``: ``(format, profile)`` already chosen per path by :func:`detect_file` (used
+    with ``format="auto"`` and no ``profile`` only; other paths are detected here).
     """
     profiles = _profiles(format, profile, profile_dirs)
+    known = detected if detected is not None and format == "auto" and profile is None else {}
     pending: list[tuple[Path, bytes, str, str]] = []
     size = 0
     for given in paths:
@@ -221,7 +251,7 @@ def read_files(
         try:
             data = _read(path)
             digest = hashlib.sha256(data).hexdigest()
-            chosen = _choice(path, data, format, profile, profiles)
+            chosen = known.get(path) or _choice(path, data, format, profile, profiles)
         except FlowbureauError:
             yield from _read_bulk(pending, profiles)  # an earlier file's error comes first
             raise

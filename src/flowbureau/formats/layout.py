@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from flowbureau.formats.profiles import Profile
 from flowbureau.schema import InvalidCodeError, currency_exponent
@@ -163,38 +163,51 @@ def find_layout_in_lines(
     dropped, when the caller has it already.
     """
     names = profile.headers("date")
-    exact = not any('"' in n or "\ufeff" in n for n in names)
+    exact = not any('"' in n or "\ufeff" in n or "\n" in n for n in names)
     lines = lines[:MAX_HEADER_LINE]
+    reasons: list[str] = []
     if exact and lines:
         if joined is None:
             joined = "\n".join(text for _, text in lines).replace("\ufeff", "")
-        if not any(n in joined for n in names):  # the common verdict on other banks' files
-            return _no_header([f"no date column ({' / '.join(names)})"] * len(lines), empty=False)
-    reasons: list[str] = []
+        found = [at for at in (joined.find(n) for n in names) if at >= 0]
+        if not found:  # the common verdict on other banks' files
+            return _no_date_column(profile, len(lines))
+        # No line before the one holding the first name can be a header: skip them unsplit.
+        skipped = min(joined.count("\n", 0, min(found)), len(lines))
+        reasons = [f"no date column ({' / '.join(names)})"] * skipped
+        lines = lines[skipped:]
     for number, text in lines:
         plain = text.replace("\ufeff", "") if "\ufeff" in text else text
         if exact and not any(n in plain for n in names):
             reasons.append(f"no date column ({' / '.join(names)})")
             continue
-        layout = _resolve_text(profile, text, delimiter)
+        layout = _resolve_text(profile, text, delimiter, number)
         if isinstance(layout, Layout):
-            return layout if layout.line == number else replace(layout, line=number)
+            return layout
         reasons.append(layout)
     return _no_header(reasons, empty=not lines)
 
 
-_RESOLVED: dict[tuple[int, str, str], tuple[Profile, Layout | str]] = {}
+def _no_date_column(profile: Profile, lines: int) -> str:
+    """Why none of ``lines`` lines (none of which holds a date header name) is a header:
+    what :func:`_no_header` says for that many "no date column" reasons."""
+    names = " / ".join(profile.headers("date"))
+    return f"no header row in the first {lines} lines: no date column ({names})"
+
+
+_RESOLVED: dict[tuple[int, str, str, int], tuple[Profile, Layout | str]] = {}
 _RESOLVED_MAX = 4096
 
 
-def _resolve_text(profile: Profile, text: str, delimiter: str) -> Layout | str:
-    """``resolve_layout`` of one line's text (line number 0), memoised per profile object."""
-    key = (id(profile), delimiter, text)
+def _resolve_text(profile: Profile, text: str, delimiter: str, line: int) -> Layout | str:
+    """``resolve_layout`` of one line's text, memoised per profile object (a bank's files
+    repeat one header line, usually at one line number)."""
+    key = (id(profile), delimiter, text, line)
     known = _RESOLVED.get(key)
     if known is not None and known[0] is profile:
         return known[1]
     if len(_RESOLVED) >= _RESOLVED_MAX:
         _RESOLVED.clear()
-    result = resolve_layout(profile, split_cells(text, delimiter), 0)
+    result = resolve_layout(profile, split_cells(text, delimiter), line)
     _RESOLVED[key] = (profile, result)
     return result

@@ -50,6 +50,15 @@ _BLOCK_HEAD_RE = re.compile(r"^(?:\{[0-9A-Z]{1,3}:[^{}]*\})*\{4:")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 """SWIFT control characters (all C0 controls but tab, LF and CR, and DEL): ignored when sniffing."""
+_TAG_LINE_RE = re.compile(rb"\n[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*:")
+"""A line that starts with ``:`` once control characters are removed."""
+_PREFIX = 256
+
+
+def _clean(raw: bytes) -> bytes:
+    return raw.translate(None, _CONTROL_BYTES)
+
+
 _BALANCE_RE = re.compile(r"[CD][0-9]{6}[A-Z]{3}[0-9]*,?[0-9]*")
 _STRUCTURED_86 = re.compile(r"^[0-9]{3}\?[0-9]{2}")
 _SNIFF_TAG_RE = re.compile(
@@ -121,14 +130,20 @@ class Mt940Reader(BytesStatementReader):
 
     def sniff(self, path: Path, head: bytes) -> Sniff:
         """MT940 when the text starts with a SWIFT envelope or ``:20:``, likely with other tags."""
-        sample = head.removeprefix(UTF8_BOM).translate(None, _CONTROL_BYTES)
-        stripped = sample.lstrip()
-        if re.match(rb"\{1:F[0-9]{2}", stripped) and b"{4:" in sample:
+        raw = head.removeprefix(UTF8_BOM)
+        # Control bytes are ignored. Removing them from the whole head is costly, so only a
+        # prefix is cleaned to judge how the text starts (the whole head when the prefix holds
+        # too little text), and the whole head only when a tag line may exist.
+        stripped = raw[:_PREFIX].translate(None, _CONTROL_BYTES).lstrip()
+        if len(stripped) < 16 and len(raw) > _PREFIX:  # too little left to judge the start
+            stripped = _clean(raw).lstrip()
+        if re.match(rb"\{1:F[0-9]{2}", stripped) and b"{4:" in _clean(raw):
             return Sniff(1.0, "SWIFT FIN envelope {1:...}{4:")
         if stripped.startswith(b":20:"):
             return Sniff(0.95, "starts with the :20: statement tag")
-        # Tags start a line: without a ":" there, the regex cannot match (cheap to know).
-        if (sample.startswith(b":") or b"\n:" in sample) and _SNIFF_TAG_RE.search(sample):
+        if (stripped.startswith(b":") or _TAG_LINE_RE.search(raw)) and _SNIFF_TAG_RE.search(
+            _clean(raw)
+        ):
             return Sniff(
                 0.6, "has SWIFT statement tags (:25:, :61:, ...) but does not start with :20:"
             )

@@ -195,6 +195,8 @@ class _Frame:
     body_end: int
     first_line: int
     """Line number of the first body line (the one after the header)."""
+    newlines: int
+    """Line breaks in the body."""
     footer: list[Summary]
 
 
@@ -261,7 +263,7 @@ class TabularReader(BytesStatementReader):
                 continue
             frame = self._frame(data, path)
             body = (frame.body_start, frame.body_end)
-            if frame.buf.find(_IDEOGRAPHIC_SPACE, *body) >= 0 or frame.buf.find(b'="', *body) >= 0:
+            if not _plain(frame.buf, *body):
                 results[index] = self._parse_one(data, path)
                 continue
             key = (frame.ctx.layout.header, frame.ctx.currency)
@@ -305,10 +307,12 @@ class TabularReader(BytesStatementReader):
         virtual = 1
         for _, frame in chunk:
             body = frame.buf[frame.body_start : frame.body_end]
+            lines = frame.newlines
             if body and not body.endswith(b"\n"):
                 body += b"\n"
+                lines += 1
             files.append(FileBody(frame.ctx, frame.facts, virtual, frame.first_line, frame.footer))
-            virtual += body.count(b"\n")
+            virtual += lines
             parts.append(body)
         joined = b"".join(parts)
         ctx = chunk[0][1].ctx
@@ -398,9 +402,9 @@ class TabularReader(BytesStatementReader):
             body_start = len(buf) if stop < 0 else stop + 1
         body_end = _body_end(buf, body_start, ctx)
         first_line = layout.line + 1
-        footer_line = first_line + buf.count(b"\n", body_start, body_end)
-        footer = _footer(buf, body_end, footer_line, ctx)
-        return _Frame(buf, ctx, facts, body_start, body_end, first_line, footer)
+        newlines = buf.count(b"\n", body_start, body_end)
+        footer = _footer(buf, body_end, first_line + newlines, ctx)
+        return _Frame(buf, ctx, facts, body_start, body_end, first_line, newlines, footer)
 
     def _read_csv(self, data: bytes, path: Path) -> ParsedStatement:
         frame = self._frame(data, path)
@@ -493,11 +497,15 @@ def _xlsx_text(value: Any) -> str:
     return str(value)
 
 
+def _preamble_keys(profile: Profile) -> dict[str, str]:
+    return {normalize_header(n): fact for fact, names in profile.preamble.items() for n in names}
+
+
 def _preamble(
     profile: Profile, rows: Sequence[tuple[int, list[str]]], path: Path
 ) -> dict[str, Any]:
     """Statement facts from the ``key: value`` lines above the header row."""
-    keys = {normalize_header(n): fact for fact, names in profile.preamble.items() for n in names}
+    keys = _preamble_keys(profile)
     found: dict[str, Any] = {}
     for number, cells in rows:
         texts = [c.strip() for c in cells]
@@ -513,10 +521,22 @@ def _preamble(
             if not value and index < len(texts):
                 value, index = texts[index], index + 1
             if value and fact not in found:
-                found[fact] = _fact(
-                    fact, value, line=number, profile=profile, path=path, key=key.strip()
-                )
+                cache = (fact, value, profile.date_formats)
+                known = _FACTS.get(cache)
+                if known is None:
+                    known = _fact(
+                        fact, value, line=number, profile=profile, path=path, key=key.strip()
+                    )
+                    if len(_FACTS) >= 4096:
+                        _FACTS.clear()
+                    _FACTS[cache] = known
+                found[fact] = known
     return found
+
+
+_FACTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+"""Preamble values already read (a value depends only on the fact, its text and the date
+formats; one that fails is never stored, so its error is raised with its own file and line)."""
 
 
 def _fact(fact: str, value: str, *, line: int, profile: Profile, path: Path, key: str) -> Any:
@@ -707,10 +727,25 @@ def _csv_body(
         lines=pc.cast(numbers, pa.int64()),
         raw=raw,
         money={f: _unscaled(table.column(n).combine_chunks()) for f, n in parsed.items()},
-        plain=plain
-        if plain is not None
-        else buf.find(_IDEOGRAPHIC_SPACE, begin, end) < 0 and buf.find(b'="', begin, end) < 0,
+        plain=plain if plain is not None else _plain(buf, begin, end),
     )
+
+
+def _plain(buf: bytes, begin: int, end: int) -> bool:
+    """True when ``buf[begin:end]`` has no full-width space (U+3000) and no ``="``.
+
+    Looks for the space's rare lead byte with ``find`` (memchr) and checks the rest there:
+    searching the three-byte sequence itself is slow in CJK text, whose continuation bytes
+    keep matching its last byte.
+    """
+    if buf.find(b'="', begin, end) >= 0:
+        return False
+    at = buf.find(b"\xe3", begin, end)
+    while at >= 0:
+        if buf.startswith(_IDEOGRAPHIC_SPACE, at):
+            return False
+        at = buf.find(b"\xe3", at + 1, end)
+    return True
 
 
 def _unscaled(values: pa.Array) -> pa.Array:
@@ -728,12 +763,23 @@ def _unscaled(values: pa.Array) -> pa.Array:
 
 
 def _lines(chunk: pa.Buffer, buf: bytes, begin: int, first_line: int, ctx: Context) -> pa.Array:
-    """The chunk's physical lines (``\\r`` trimmed), validated as UTF-8."""
+    """The chunk's physical lines (``\\r`` trimmed), validated as UTF-8.
+
+    Built from the newline positions in one vectorised pass: the line texts are the chunk's
+    bytes without its ``\\n`` (a newline never sits inside a UTF-8 sequence, so each line is
+    valid UTF-8 exactly when the chunk is).
+    """
     size = chunk.size
-    offsets = pa.py_buffer(np.array([0, size], dtype=np.int64).tobytes())
-    whole = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, chunk])
+    view = np.frombuffer(buf, dtype=np.uint8, count=size, offset=begin)
+    breaks = np.flatnonzero(view == ord("\n"))
+    count = len(breaks) + (0 if size and view[-1] == ord("\n") else 1)
+    starts = np.concatenate(([0], breaks + 1))[:count]
+    ends = np.concatenate((breaks, [size]))[:count]
+    offsets = np.concatenate(([0], np.cumsum(ends - starts))).astype(np.int64)
+    values = pa.py_buffer(np.ascontiguousarray(view[view != ord("\n")]))
+    lines = pa.Array.from_buffers(pa.large_string(), count, [None, pa.py_buffer(offsets), values])
     try:
-        whole.validate(full=True)
+        lines.validate(full=True)
     except pa.ArrowInvalid:
         data = buf[begin : begin + size]
         try:
@@ -746,9 +792,6 @@ def _lines(chunk: pa.Buffer, buf: bytes, begin: int, first_line: int, ctx: Conte
                 field="encoding",
             ) from None
         raise
-    lines = pc.list_flatten(pc.split_pattern(whole, "\n"))
-    if size and buf[begin + size - 1] == ord("\n"):
-        lines = lines.slice(0, len(lines) - 1)
     if buf.find(b"\r", begin, begin + size) >= 0:
         lines = pc.utf8_rtrim(lines, characters="\r")
     return pc.cast(lines, pa.string())

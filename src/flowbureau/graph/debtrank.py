@@ -162,7 +162,7 @@ def _rows(exposures: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _number_map(values: Mapping[str, Any] | pd.Series, name: str) -> pd.Series:
     series = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values
-    series.index = series.index.astype(str)
+    series = series.set_axis(series.index.astype(str))  # a copy: the caller's index stays
     numbers = pd.to_numeric(series, errors="coerce").astype(float)
     bad = numbers[~np.isfinite(numbers.to_numpy())]
     if len(bad):
@@ -182,15 +182,23 @@ def exposure_network(
     """
     source, target, amount = _rows(exposures)
     cap = _number_map(capital, "capital")
-    nodes = pd.Index(pd.unique(np.concatenate([cap.index.to_numpy(dtype=str), source, target])))
+    if cap.index.has_duplicates:
+        twice = cap.index[cap.index.duplicated()][0]
+        raise InputError(f"capital of {twice!r} is given twice", field="capital")
+    # one hash pass numbers every id in order of first appearance (capital's keys first)
+    keys = cap.index.to_numpy(dtype=str)
+    codes, uniques = pd.factorize(np.concatenate([keys, source, target]))
+    nodes = pd.Index(uniques)
     n = len(nodes)
-    s = nodes.get_indexer(source)
-    t = nodes.get_indexer(target)
+    s = codes[len(keys) : len(keys) + len(source)]
+    t = codes[len(keys) + len(source) :]
     keep = (s != t) & (amount > 0)
     s, t, amount = s[keep], t[keep], amount[keep]
-    cap_vec = cap.reindex(nodes).to_numpy(dtype=float)
-    needs = np.unique(t)
-    lacking = needs[~(cap_vec[needs] > 0)]
+    cap_vec = np.full(n, np.nan)
+    cap_vec[codes[: len(keys)]] = cap.to_numpy(dtype=float)
+    holds = np.zeros(n, dtype=bool)
+    holds[t] = True
+    lacking = np.flatnonzero(holds & ~(cap_vec > 0))
     if len(lacking):
         node = nodes[lacking[0]]
         raise InputError(

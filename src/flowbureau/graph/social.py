@@ -36,6 +36,7 @@ import pyarrow as pa
 import rustworkx as rx
 import scipy.sparse as sp
 
+from flowbureau.graph.keynodes import weighted_pagerank
 from flowbureau.graph.registry import Registry
 from flowbureau.scoring.features import month_start
 
@@ -89,7 +90,7 @@ class SocialGraph:
         directed.extend_from_weighted_edge_list(
             list(zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True))
         )
-        rank = rx.pagerank(directed, alpha=0.85, weight_fn=float) if n else {}
+        rank = weighted_pagerank(directed)
         out["pagerank"] = [float(rank[i]) if i in rank else 0.0 for i in range(n)]
         out["eigenvector"] = _eigenvector(adjacency)
         components = rx.connected_components(self.graph)

@@ -16,7 +16,6 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from flowbureau.ledger.checkpoint import TrustPolicy
+from flowbureau.ledger.checkpoint import TrustPolicy, open_checkpoint
 from flowbureau.ledger.contract import (
     DEFAULT_CONTRACT,
     Contract,
@@ -156,8 +155,6 @@ class Ledger:
         self.remote_witnesses: dict[str, WitnessClient] = dict(remote_witnesses or {})
         self._quorum = quorum
         self._log: ConsortiumLog | None = None
-        if store.size():
-            self._log = self._open_log()
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -266,28 +263,50 @@ class Ledger:
 
     @property
     def log(self) -> ConsortiumLog:
-        """The platform's log (after the consortium exists)."""
+        """The platform's log (after the consortium exists), caught up with the store and with
+        every active member's witness attached."""
+        log = self._reader()
+        log.refresh()
+        self._attach_witnesses(log)
+        return log
+
+    def _reader(self) -> ConsortiumLog:
+        """The log object for reading (its methods catch up with the store themselves)."""
         if self._log is None:
             if not self.store.size():
                 raise GovernanceError("the consortium has not been founded yet")
             self._log = self._open_log()
-        self._log.refresh()
-        self._attach_witnesses(self._log)
         return self._log
 
-    def recover(self, is_published: Callable[[str], bool]) -> None:
-        """Settle runs a crash left pending (see :meth:`LogStore.recover`), then publish a
-        checkpoint if the newest entries have none (a refusal is left for ``ledger verify``)."""
+    def recover(
+        self,
+        is_published: Callable[[str], bool],
+        *,
+        refinalise: bool = False,
+        checkpoint: bool = True,
+    ) -> CheckpointNotFinalError | None:
+        """Settle runs a crash left pending (see :meth:`LogStore.recover`), then (unless
+        ``checkpoint`` is false, which replays nothing) publish a checkpoint if the newest
+        entries have none - or, with ``refinalise``, if the newest is short of the quorum.
+        Returns the refusal when that checkpoint is still not final."""
         lock = self._lock or nullcontext
         with lock():
             self.store.recover(is_published)
-            if not self.founded:
-                return
+            if not checkpoint or not self.founded:
+                return None
             log = self.log
             sizes = self.store.checkpoint_sizes()
-            if not sizes or sizes[-1] < log.size:
-                with contextlib.suppress(CheckpointNotFinalError):
+            note = self.store.checkpoint(sizes[-1]) if sizes else None
+            final = (
+                note is not None
+                and open_checkpoint(note, log.policy(sizes[-1]), require_final=False).final
+            )
+            if not sizes or sizes[-1] < log.size or (refinalise and not final):
+                try:
                     log.publish_checkpoint()
+                except CheckpointNotFinalError as exc:
+                    return exc
+            return None
 
     def _local_approvals(self, proposal: Proposal) -> list[Approval]:
         log = self.log
@@ -386,11 +405,11 @@ class Ledger:
 
     def prove(self, tx_id: str, *, bank_id: str | None = None) -> RecordProof:
         """Proof that a stored record is in the log."""
-        return self.log.prove(tx_id, bank_id=bank_id)
+        return self._reader().prove(tx_id, bank_id=bank_id)
 
     def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Proof that the log of ``new_size`` extends the log of ``old_size``."""
-        return self.log.consistency(old_size, new_size)
+        return self._reader().consistency(old_size, new_size)
 
     def verify(
         self,

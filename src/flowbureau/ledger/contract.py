@@ -21,7 +21,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
@@ -96,8 +96,8 @@ class UnknownContractError(InputError):
 class TxHistory(Protocol):
     """What the contract knows of earlier batches: the tx ids a bank already contributed."""
 
-    def seen(self, bank_id: str, tx_ids: Sequence[str]) -> set[str]:
-        """The subset of ``tx_ids`` already in the log for ``bank_id``."""
+    def seen(self, bank_id: str, tx_ids: pa.Array) -> set[str]:
+        """The subset of ``tx_ids`` (a string array) already in the log for ``bank_id``."""
         ...
 
 
@@ -226,7 +226,21 @@ def _amount_range(batch: Batch, params: Mapping[str, Any]) -> list[ContractViola
 
 def _currency(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation]:
     """Currencies are active ISO 4217 codes; a record's currency is its statement's."""
-    out = _Collector("currency/v1")
+    return _currencies(batch, params, "currency/v1", foreign_if_unreconciled=False)
+
+
+def _currency_v2(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation]:
+    """As ``currency/v1``, except that a record may be in another currency than its statement
+    when that statement is declared unreconciled (``reconciliation_diff_minor`` null): a bank
+    export whose rows carry their own currency column (a USD row on an account the file does
+    not state a currency for) cannot be reconciled, and the pipeline keeps it flagged so."""
+    return _currencies(batch, params, "currency/v2", foreign_if_unreconciled=True)
+
+
+def _currencies(
+    batch: Batch, params: Mapping[str, Any], rule: str, *, foreign_if_unreconciled: bool
+) -> list[ContractViolation]:
+    out = _Collector(rule)
     codes = pa.array(params["codes"], pa.string())
     records, statements = batch.records, batch.statements
     bad = pc.invert(pc.is_in(records.column("currency"), value_set=codes))
@@ -241,7 +255,9 @@ def _currency(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation
         kind="statements",
     )
     joined = records.select(["statement_id", "currency"]).join(
-        statements.select(["statement_id", "currency"]).rename_columns(["statement_id", "st_cur"]),
+        statements.select(["statement_id", "currency", "reconciliation_diff_minor"]).rename_columns(
+            ["statement_id", "st_cur", "st_diff"]
+        ),
         "statement_id",
         join_type="left outer",
     )
@@ -249,9 +265,12 @@ def _currency(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation
         differ = pc.and_(
             pc.is_valid(joined["st_cur"]), pc.not_equal(joined["currency"], joined["st_cur"])
         )
+        if foreign_if_unreconciled:
+            differ = pc.and_(differ, pc.is_valid(joined["st_diff"]))
         count = pc.sum(pc.cast(pc.fill_null(differ, False), pa.int64())).as_py() or 0
         if count:
-            out.add("records", f"{count} records' currency differs from their statement's")
+            which = ", which declares itself reconciled" if foreign_if_unreconciled else ""
+            out.add("records", f"{count} records' currency differs from their statement's{which}")
     return out.done()
 
 
@@ -329,6 +348,16 @@ def _balance(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation]
         closing,
         kind="statements",
     )
+    out.items.extend(_records_match_statements(batch, "balance/v1"))
+    return out.done()
+
+
+def _records_match_statements(batch: Batch, rule: str) -> list[ContractViolation]:
+    """The records of each statement: no more than its entries, summing to its entries when
+    all of them are in the batch; every record belongs to a statement of the batch."""
+    out = _Collector(rule)
+    st = batch.statements
+    sums = st.column("entries_sum_minor")
     records = batch.records
     per = records.group_by("statement_id").aggregate(
         [("amount_minor", "sum"), ("amount_minor", "count")]
@@ -360,6 +389,46 @@ def _balance(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation]
     return out.done()
 
 
+def _balance_v2(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation]:
+    """Statements balance up to the discrepancy they declare: opening + entries +
+    ``reconciliation_diff_minor`` = closing, ``reconciled`` exactly when that difference is 0
+    (both null when the file states no balances); the batch's records of a statement are its
+    entries, as in ``balance/v1``. An unreconciled statement is data, flagged, not refused."""
+    out = _Collector("balance/v2")
+    st = batch.statements
+    opening, closing = st.column("opening_balance_minor"), st.column("closing_balance_minor")
+    sums, diff = st.column("entries_sum_minor"), st.column("reconciliation_diff_minor")
+    stated = pc.is_valid(diff)
+    unbalanced = pc.and_(stated, pc.or_(pc.is_null(opening), pc.is_null(closing)))
+    out.rows(st, unbalanced, "a difference is stated without both balances", kind="statements")
+    off = pc.not_equal(pc.add_checked(pc.add_checked(opening, sums), diff), closing)
+    out.rows(
+        st,
+        off,
+        "opening {} + entries {} + stated difference {} != closing {}",
+        opening,
+        sums,
+        diff,
+        closing,
+        kind="statements",
+    )
+    agrees = pc.fill_null(pc.equal(st.column("reconciled"), pc.equal(diff, 0)), False)
+    wrong = pc.or_(
+        pc.and_(stated, pc.invert(agrees)),
+        pc.and_(pc.invert(stated), pc.is_valid(st.column("reconciled"))),
+    )
+    out.rows(
+        st,
+        wrong,
+        "reconciled is {} but the stated difference is {}",
+        st.column("reconciled"),
+        diff,
+        kind="statements",
+    )
+    out.items.extend(_records_match_statements(batch, "balance/v2"))
+    return out.done()
+
+
 def _duplicates(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolation]:
     """tx_id is unique within the batch and was not contributed by the bank before."""
     out = _Collector("duplicates/v1")
@@ -370,7 +439,7 @@ def _duplicates(batch: Batch, params: Mapping[str, Any]) -> list[ContractViolati
         out.add(
             f"records tx_id={item['values']}", f"tx_id appears {item['counts']} times in the batch"
         )
-    seen = batch.history.seen(batch.manifest.bank_id, ids.to_pylist())
+    seen = batch.history.seen(batch.manifest.bank_id, pc.cast(ids, pa.string()).combine_chunks())
     if seen:
         mask = pc.is_in(ids, value_set=pa.array(sorted(seen), pa.string()))
         out.rows(
@@ -470,8 +539,10 @@ RULES: Mapping[str, RuleFn] = {
     "bank/v1": _bank,
     "amount_range/v1": _amount_range,
     "currency/v1": _currency,
+    "currency/v2": _currency_v2,
     "period/v1": _period,
     "balance/v1": _balance,
+    "balance/v2": _balance_v2,
     "duplicates/v1": _duplicates,
     "manifest/v1": _manifest,
     "pseudonym/v1": _pseudonyms,
@@ -557,13 +628,13 @@ class Contract:
         return violations
 
 
-def _required_fields(schema: pa.Schema, also: Iterable[str] = ()) -> list[str]:
-    return [f.name for f in schema if not f.nullable or f.name in set(also)]
+def _required_fields(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if not f.nullable]
 
 
 DEFAULT_CONTRACT = Contract(
     name="flowbureau-contract",
-    version="1.0.0",
+    version="1.2.0",
     rules=(
         RuleSpec(
             "schema/v1",
@@ -573,16 +644,14 @@ DEFAULT_CONTRACT = Contract(
             "required/v1",
             {
                 "records": _required_fields(STORED_TRANSACTION_SCHEMA),
-                "statements": _required_fields(
-                    STATEMENT_SCHEMA, also=("currency", "period_start", "period_end")
-                ),
+                "statements": _required_fields(STATEMENT_SCHEMA),
             },
         ),
         RuleSpec("bank/v1", {}),
         RuleSpec("amount_range/v1", {"max_abs_minor": 10**15}),
-        RuleSpec("currency/v1", {"codes": sorted(CURRENCY_EXPONENTS)}),
+        RuleSpec("currency/v2", {"codes": sorted(CURRENCY_EXPONENTS)}),
         RuleSpec("period/v1", {"earliest": "1990-01-01", "max_days": 400, "slack_days": 1}),
-        RuleSpec("balance/v1", {}),
+        RuleSpec("balance/v2", {}),
         RuleSpec("duplicates/v1", {}),
         RuleSpec("manifest/v1", {}),
         RuleSpec("pseudonym/v1", {"pattern": "^[0-9a-f]{32}$"}),
@@ -590,4 +659,13 @@ DEFAULT_CONTRACT = Contract(
         RuleSpec("tx_type/v1", {"values": [t.value for t in TxType]}),
     ),
 )
-"""The contract in force at genesis unless the founders choose another."""
+"""The contract in force at genesis unless the founders choose another.
+
+1.1.0 (over 1.0.0): statements need not state a currency or period (a file may state neither;
+period checks then apply to the records), and ``balance/v2`` accepts a statement that does
+not reconcile when it declares the difference (the pipeline keeps such statements, flagged).
+
+1.2.0 (over 1.1.0): ``currency/v2`` accepts records in another currency than their statement's
+when the statement is declared unreconciled (found by ingesting bank CSV exports whose rows
+carry a currency column the preamble does not state; the pipeline keeps those rows).
+"""

@@ -19,9 +19,10 @@ Rules:
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,11 @@ __all__ = [
     "open_ledger",
     "prepare_database",
     "published_batches",
+    "warehouse_rows",
 ]
+
+
+_log = logging.getLogger(__name__)
 
 
 def ledger_dir(settings: Settings) -> Path:
@@ -68,10 +73,11 @@ def prepare_database(settings: Settings) -> None:
     from flowbureau.storage.database import current_revision, head_revision, upgrade_database
 
     url = settings.resolved_database_url
-    if settings.env != "production":
-        upgrade_database(url)
-        return
     current, head = current_revision(url), head_revision()
+    if settings.env != "production":
+        if current != head:  # migrating loads every domain's models: only when needed
+            upgrade_database(url)
+        return
     if current != head:
         raise ConfigurationError(
             f"the service database is at revision {current}, not {head}: "
@@ -126,16 +132,17 @@ def _is_published(settings: Settings) -> Callable[[str], bool]:
     return check
 
 
-
 def open_ledger(
     settings: Settings | None = None,
     *,
     remote_witnesses: Mapping[str, WitnessClient] | None = None,
+    replay: bool = True,
 ) -> Ledger:
     """The installation's ledger, recovered (see the module rules).
 
     ``remote_witnesses`` are members' witnesses reached over HTTP (``platform serve``); other
-    members whose keys are local witness in process.
+    members whose keys are local witness in process. With ``replay`` false nothing is replayed
+    or published (``ledger verify`` examines a possibly broken store itself).
     """
     from flowbureau.storage.database import make_engine
 
@@ -153,8 +160,42 @@ def open_ledger(
         remote_witnesses=remote_witnesses,
         quorum=settings.ledger.quorum,
     )
-    ledger.recover(_is_published(settings))
+    refused = ledger.recover(
+        _is_published(settings), refinalise=bool(remote_witnesses), checkpoint=replay
+    )
+    if refused is not None:
+        _log.warning("the latest checkpoint is not final: %s", refused)
     return ledger
+
+
+def warehouse_rows(
+    settings: Settings | None = None, *, unreadable: list[tuple[str, str]] | None = None
+) -> tuple[Iterator[pa.Table], Iterator[pa.Table]]:
+    """Every stored record and statement of the committed warehouse, one Parquet file at a
+    time, read from the files themselves (what ``ledger verify`` recomputes). A file that
+    cannot be read is skipped and listed in ``unreadable`` as ``(path, error)``."""
+    import pyarrow.parquet as pq
+
+    from flowbureau.schema import STATEMENT_SCHEMA, STORED_TRANSACTION_SCHEMA
+    from flowbureau.storage.warehouse import Warehouse
+
+    settings = settings or get_settings()
+    warehouse = Warehouse(settings.warehouse_dir, settings.warehouse)
+    manifest = warehouse.manifest()
+
+    def read(table: str, schema: pa.Schema) -> Iterator[pa.Table]:
+        for file in manifest.files(table):
+            try:
+                yield pq.read_table(warehouse.root / file.path).select(schema.names)
+            except (OSError, pa.ArrowException, KeyError) as exc:
+                if unreadable is None:
+                    raise
+                unreadable.append((file.path, str(exc)))
+
+    return (
+        read("transactions", STORED_TRANSACTION_SCHEMA),
+        read("statements", STATEMENT_SCHEMA),
+    )
 
 
 class WarehouseHistory:
@@ -164,12 +205,12 @@ class WarehouseHistory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def seen(self, bank_id: str, tx_ids: Sequence[str]) -> set[str]:
+    def seen(self, bank_id: str, tx_ids: pa.Array) -> set[str]:
         """The subset of ``tx_ids`` the warehouse already holds for ``bank_id``."""
-        if not tx_ids:
+        if not len(tx_ids):
             return set()
         relation = "__ledger_history_ids"
-        self.engine.register(relation, pa.table({"tx_id": pa.array(list(tx_ids), pa.string())}))
+        self.engine.register(relation, pa.table({"tx_id": tx_ids.cast(pa.string())}))
         try:
             found = self.engine.query(
                 f"SELECT DISTINCT s.tx_id FROM stored_transactions s SEMI JOIN {relation} h "

@@ -37,11 +37,7 @@ __all__ = [
     "admit_bundle",
     "contribution_parts",
     "is_published_by",
-    "release_contribution",
 ]
-
-_RECORDS = "__ledger_records"
-_STATEMENTS = "__ledger_statements"
 
 
 @dataclass
@@ -104,33 +100,22 @@ def is_published_by(writer: WarehouseWriter) -> Callable[[str], bool]:
     return check
 
 
-def contribution_parts(
-    writer: WarehouseWriter, *, bank_id: str, records: pa.Table, statements: pa.Table
-) -> list[TablePart]:
-    """Warehouse table parts storing exactly ``records`` and ``statements`` (registered on the
-    writer's engine; the transactions part adds the ``month`` partition column)."""
+def contribution_parts(*, bank_id: str, records: pa.Table, statements: pa.Table) -> list[TablePart]:
+    """Warehouse table parts storing exactly ``records`` and ``statements`` (Arrow rows; the
+    transactions part adds the ``month`` partition column, ``YYYY-MM`` of ``booked_at`` in
+    UTC)."""
+    import pyarrow.compute as pc
+
     from flowbureau.storage.warehouse import TablePart
 
     parts: list[TablePart] = []
     if records.num_rows:
-        writer.engine.register(_RECORDS, records.select(STORED_TRANSACTION_SCHEMA.names))
-        parts.append(
-            TablePart(
-                "transactions",
-                f"SELECT *, strftime(booked_at, '%Y-%m') AS month FROM {_RECORDS}",
-                bank_id,
-            )
-        )
+        rows = records.select(STORED_TRANSACTION_SCHEMA.names)
+        month = pc.strftime(rows.column("booked_at"), format="%Y-%m")
+        parts.append(TablePart("transactions", rows.append_column("month", month), bank_id))
     if statements.num_rows:
-        writer.engine.register(_STATEMENTS, statements.select(STATEMENT_SCHEMA.names))
-        parts.append(TablePart("statements", f"SELECT * FROM {_STATEMENTS}", bank_id))
+        parts.append(TablePart("statements", statements.select(STATEMENT_SCHEMA.names), bank_id))
     return parts
-
-
-def release_contribution(writer: WarehouseWriter) -> None:
-    """Drop the rows :func:`contribution_parts` registered (after the batch is staged)."""
-    for name in (_RECORDS, _STATEMENTS):
-        writer.engine.unregister(name)
 
 
 def admit_bundle(
@@ -149,13 +134,11 @@ def admit_bundle(
             bundle, source=source, history=WarehouseHistory(writer.engine), warehouse_batch=batch_id
         )
         parts = contribution_parts(
-            writer,
             bank_id=admitted.entry.manifest.bank_id,
             records=admitted.records,
             statements=admitted.statements,
         )
         writer.stage_batch(batch_id, parts)
-        release_contribution(writer)
         return run.commit(writer.publish, is_published=is_published_by(writer))
 
 

@@ -31,6 +31,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,7 +46,13 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from flowbureau.errors import ConflictError, FlowbureauError, LedgerError, NotFoundError
+from flowbureau.errors import (
+    ConflictError,
+    FlowbureauError,
+    IntegrityError,
+    LedgerError,
+    NotFoundError,
+)
 from flowbureau.ledger.checkpoint import (
     Checkpoint,
     TrustPolicy,
@@ -183,6 +190,10 @@ class LogStore(Protocol):
         """The bank of batch entry ``index``."""
         ...
 
+    def batch_entry(self, bank_id: str, seq: int) -> int | None:
+        """The index of the bank's committed batch ``seq``, if any."""
+        ...
+
     def record_path(self, index: int, leaf: int) -> RecordPath:
         """Leaf ``leaf`` of batch ``index`` and its inclusion proof to the batch root."""
         ...
@@ -191,8 +202,8 @@ class LogStore(Protocol):
         """``(entry index, leaf index)`` of every record with ``tx_id``."""
         ...
 
-    def seen(self, bank_id: str, tx_ids: Sequence[str]) -> set[str]:
-        """The subset of ``tx_ids`` already contributed by ``bank_id``."""
+    def seen(self, bank_id: str, tx_ids: pa.Array) -> set[str]:
+        """The subset of ``tx_ids`` (a string array) already contributed by ``bank_id``."""
         ...
 
     def put_checkpoint(self, size: int, note: bytes) -> None:
@@ -205,6 +216,10 @@ class LogStore(Protocol):
 
     def checkpoint_sizes(self) -> list[int]:
         """Sizes with a stored checkpoint, ascending."""
+        ...
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        """The newest stored checkpoint, ``(size, note)``."""
         ...
 
     def last_cosigned(self, witness: str, *, before: int) -> int:
@@ -307,6 +322,14 @@ class InMemoryLogStore:
         """The bank of batch entry ``index``."""
         return self.batch(index).bank_id
 
+    def batch_entry(self, bank_id: str, seq: int) -> int | None:
+        """The index of the bank's committed batch ``seq``, if any."""
+        for index in self.batch_indices():
+            batch = self.batches[index]
+            if (batch.bank_id, batch.seq) == (bank_id, seq):
+                return index
+        return None
+
     def batch_indices(self) -> list[int]:
         """Indices of the batch entries."""
         return sorted(i for i in self.batches if i < len(self.entry_bytes))
@@ -329,10 +352,10 @@ class InMemoryLogStore:
         """Where ``tx_id`` is."""
         return list(self._where.get(tx_id, ()))
 
-    def seen(self, bank_id: str, tx_ids: Sequence[str]) -> set[str]:
+    def seen(self, bank_id: str, tx_ids: pa.Array) -> set[str]:
         """Which of ``tx_ids`` the bank contributed before."""
         known = self._seen.get(bank_id, set())
-        return {t for t in tx_ids if t in known}
+        return {t for t in tx_ids.to_pylist() if t in known}
 
     def put_checkpoint(self, size: int, note: bytes) -> None:
         """Store the checkpoint of ``size``."""
@@ -346,6 +369,13 @@ class InMemoryLogStore:
     def checkpoint_sizes(self) -> list[int]:
         """Sizes with a checkpoint."""
         return sorted(self.checkpoints)
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        """The newest checkpoint."""
+        if not self.checkpoints:
+            return None
+        size = max(self.checkpoints)
+        return size, self.checkpoints[size]
 
     def last_cosigned(self, witness: str, *, before: int) -> int:
         """The largest checkpoint size below ``before`` that ``witness`` cosigned."""
@@ -603,6 +633,8 @@ class ConsortiumLog:
         self._append_lock = lock or nullcontext
         self.state = LogState()
         self.tree = MerkleTree()
+        self._entries: list[bytes] = []
+        self._verified: tuple[bytes, VerifiedCheckpoint] | None = None
         self._signer: Ed25519NoteSigner | None = None
         self.refresh()
 
@@ -625,7 +657,10 @@ class ConsortiumLog:
         log = cls(
             store, log_key=log_key, box_key=box_key, witnesses=witnesses, limits=limits, lock=lock
         )
-        log._append(GenesisEntry(genesis, tuple(approvals)), None)
+        # appended even when the witnesses (remote ones, not running yet) cannot cosign: the
+        # next checkpoint gathers their cosignatures
+        with contextlib.suppress(CheckpointNotFinalError):
+            log._append(GenesisEntry(genesis, tuple(approvals)), None)
         return log
 
     def refresh(self) -> None:
@@ -640,8 +675,15 @@ class ConsortiumLog:
                 return
             for data in self.store.entries(self.tree.size):
                 index = self.tree.size
-                self.state.admit(parse_entry(data, where=f"entry {index}"))
+                try:
+                    self.state.admit(parse_entry(data, where=f"entry {index}"))
+                except FlowbureauError as exc:
+                    raise IntegrityError(
+                        f"the stored log does not replay at entry {index} ({exc}); "
+                        "run `flowbureau ledger verify`"
+                    ) from None
                 self.tree.append(data)
+                self._entries.append(data)
             if self.state.membership is not None:
                 self._check_keys(self.state.membership)
 
@@ -721,6 +763,7 @@ class ConsortiumLog:
             pause_point("ledger_committed")
             self.state = trial
             self.tree.extend(data for data, _ in items)
+            self._entries.extend(data for data, _ in items)
             indices = tuple(range(start, start + len(items)))
             if not items:
                 return RunOutcome((), (), None)
@@ -756,6 +799,7 @@ class ConsortiumLog:
             self.store.append(index, data, batch)
             self.state = trial
             self.tree.append(data)
+            self._entries.append(data)
             checkpoint = self._publish_checkpoint()
             return self._receipt(index, checkpoint)
 
@@ -823,11 +867,20 @@ class ConsortiumLog:
 
     def latest_checkpoint(self) -> bytes:
         """The newest stored checkpoint note."""
-        sizes = self.store.checkpoint_sizes()
-        note = self.store.checkpoint(sizes[-1]) if sizes else None
-        if note is None:
+        latest = self.store.latest_checkpoint()
+        if latest is None:
             raise NotFoundError("no checkpoint has been published")
-        return note
+        return latest[1]
+
+    def _latest_verified(self) -> VerifiedCheckpoint:
+        """The newest checkpoint, verified under the policy of its size (cached by its bytes)."""
+        note = self.latest_checkpoint()
+        if self._verified is not None and self._verified[0] == note:
+            return self._verified[1]
+        size = Checkpoint.parse(parse_note(note).text).size
+        verified = open_checkpoint(note, self.policy(size), require_final=False)
+        self._verified = (note, verified)
+        return verified
 
     # --- proofs -------------------------------------------------------------------------------
 
@@ -835,7 +888,7 @@ class ConsortiumLog:
         size = checkpoint.checkpoint.size
         return Receipt(
             index,
-            self.store.entry(index),
+            self._entries[index],
             size,
             self.tree.root(size),
             tuple(self.tree.inclusion_proof(index, size)),
@@ -846,12 +899,13 @@ class ConsortiumLog:
         """A receipt for entry ``index`` under the latest checkpoint."""
         with self._lock:
             self.refresh()
-            note = self.latest_checkpoint()
-            size = Checkpoint.parse(parse_note(note).text).size
-            verified = open_checkpoint(note, self.policy(size), require_final=False)
-            if not 0 <= index < verified.checkpoint.size:
-                raise NotFoundError(f"entry {index} is not under the latest checkpoint")
-            return self._receipt(index, verified)
+            return self._latest_receipt(index)
+
+    def _latest_receipt(self, index: int) -> Receipt:
+        verified = self._latest_verified()
+        if not 0 <= index < verified.checkpoint.size:
+            raise NotFoundError(f"entry {index} is not under the latest checkpoint")
+        return self._receipt(index, verified)
 
     def prove(self, tx_id: str, *, bank_id: str | None = None) -> RecordProof:
         """Prove a stored record is in the log (``bank_id`` picks one if tx ids collide)."""
@@ -865,8 +919,9 @@ class ConsortiumLog:
                 raise ConflictError(f"tx_id {tx_id!r} is in {len(places)} batches; name the bank")
             index, leaf = places[0]
             path = self.store.record_path(index, leaf)
+            self.refresh()
             return RecordProof(
-                path.leaf_hash, leaf, path.size, path.root, path.proof, self.receipt(index)
+                path.leaf_hash, leaf, path.size, path.root, path.proof, self._latest_receipt(index)
             )
 
     def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
@@ -950,6 +1005,7 @@ def verify_log(
     tree = MerkleTree()
     states: dict[int, Membership] = {}
     batch_entries: list[int] = []
+    unreadable: set[int] = set()
     for index, data in enumerate(store.entries()):
         tree.append(data)
         report.entries += 1
@@ -964,16 +1020,20 @@ def verify_log(
             states[state.size] = state.membership
         if isinstance(entry, BatchEntry):
             batch_entries.append(index)
-            _verify_batch(store, index, entry, report)
+            if not _verify_batch(store, index, entry, report):
+                unreadable.add(index)
+    broken = {p.ref for p in report.problems if p.kind == "entry"}
     for index in sorted(set(store.batch_indices()) - set(batch_entries)):
-        report.add("batch", str(index), "the store keeps records for an entry that is no batch")
+        if str(index) not in broken:
+            report.add("batch", str(index), "the store keeps records for an entry that is no batch")
     _verify_checkpoints(store, tree, states, report)
     derived = getattr(store, "derived_problems", None)
     if derived is not None:
         for kind, ref, message in derived(state.next_seq):
             report.add(kind, ref, message)
-    stored = set(store.batch_indices())
-    indices = [i for i in batch_entries if i in stored]
+    # every readable stored batch takes part in matching the warehouse rows, even one whose
+    # entry is broken (named above): its records are still where the leaves say
+    indices = [i for i in store.batch_indices() if i not in unreadable]
     if records is not None:
         report.records = _verify_rows(
             "record",
@@ -995,12 +1055,16 @@ def verify_log(
     return report
 
 
-def _verify_batch(store: LogStore, index: int, entry: BatchEntry, report: VerifyReport) -> None:
+def _verify_batch(store: LogStore, index: int, entry: BatchEntry, report: VerifyReport) -> bool:
+    """Check a batch's stored leaves against its signed manifest; False when unreadable."""
     try:
         batch = store.batch(index)
     except NotFoundError:
         report.add("batch", str(index), "the store has no record leaves for this batch entry")
-        return
+        return False
+    except FlowbureauError as exc:
+        report.add("batch", str(index), str(exc))
+        return False
     manifest = entry.manifest
     count = len(batch.leaf_hashes) // HASH_SIZE
     if (
@@ -1018,6 +1082,7 @@ def _verify_batch(store: LogStore, index: int, entry: BatchEntry, report: Verify
         report.add("batch", str(index), "stored statement leaves do not match the statement count")
     elif merkle_root(batch.statement_leaf_hashes) != manifest.statement_root:
         report.add("batch", str(index), "stored statement leaves do not give the signed root")
+    return True
 
 
 def _verify_checkpoints(

@@ -9,6 +9,12 @@ Rules:
   ``PROOF``/``SUBPROOF`` (§2.1.4.1), listed from the leaf level up; both are verified with the
   algorithms of §2.1.3.2 and §2.1.4.2, step by step. Proofs from or to the empty tree do not
   exist: the verifier rejects them, as the reference implementation does.
+- Large roots are computed through aligned chunks of :data:`ROOT_CHUNK` leaves: the tree's
+  splits fall on chunk boundaries (the split of ``n > ROOT_CHUNK`` leaves is a power of two at
+  least ``ROOT_CHUNK``), so the root over the chunk roots is the root over the leaves.
+  :func:`chunk_roots` remembers the last few results by the SHA-256 of the leaves: the bank, the
+  platform's checks, the contract and the store all need the same batch root, and one tree of
+  1M leaves is a million hashes.
 - :class:`MerkleTree` is append-only and keeps, per level, the hash of every *complete*
   subtree as consecutive 32-byte rows of one ``bytearray`` (about 64 bytes per leaf in all).
   Any past tree size ``m <= size`` is then served from stored nodes: the root of a
@@ -19,6 +25,8 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from flowbureau.errors import IntegrityError
@@ -26,8 +34,10 @@ from flowbureau.errors import IntegrityError
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "ROOT_CHUNK",
     "InvalidProofError",
     "MerkleTree",
+    "chunk_roots",
     "leaf_hash",
     "merkle_root",
     "node_hash",
@@ -63,10 +73,43 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(_NODE_PREFIX + left + right).digest()
 
 
+ROOT_CHUNK = 256
+"""Leaves per chunk when computing large roots (a power of two)."""
+
+_ROOTS: OrderedDict[bytes, bytes] = OrderedDict()
+_ROOTS_LOCK = threading.Lock()
+
+
+def chunk_roots(leaf_hashes: bytes, chunk: int = ROOT_CHUNK) -> bytes:
+    """Concatenated roots of consecutive ``chunk``-leaf slices of the leaves (the last one may
+    be shorter); remembered for the last few inputs, keyed by their SHA-256."""
+    if len(leaf_hashes) % HASH_SIZE or chunk & (chunk - 1):
+        raise ValueError("leaf hashes must be 32-byte rows and the chunk a power of two")
+    step = chunk * HASH_SIZE
+    key = _sha256(leaf_hashes).digest() + chunk.to_bytes(8, "big")
+    with _ROOTS_LOCK:
+        cached = _ROOTS.get(key)
+        if cached is not None:
+            _ROOTS.move_to_end(key)
+            return cached
+    roots = b"".join(
+        MerkleTree.from_leaf_hashes(leaf_hashes[offset : offset + step]).root()
+        for offset in range(0, len(leaf_hashes), step)
+    )
+    with _ROOTS_LOCK:
+        _ROOTS[key] = roots
+        while len(_ROOTS) > 16:
+            _ROOTS.popitem(last=False)
+    return roots
+
+
 def merkle_root(leaf_hashes: Iterable[bytes] | bytes) -> bytes:
     """Root hash of the tree with these leaf hashes (32-byte items or one concatenation)."""
+    joined = leaf_hashes if isinstance(leaf_hashes, bytes) else b"".join(leaf_hashes)
+    if len(joined) > ROOT_CHUNK * HASH_SIZE:
+        return MerkleTree.from_leaf_hashes(chunk_roots(bytes(joined))).root()
     tree = MerkleTree()
-    tree.extend_leaf_hashes(leaf_hashes)
+    tree.extend_leaf_hashes(joined)
     return tree.root()
 
 

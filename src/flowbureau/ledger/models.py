@@ -27,6 +27,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from flowbureau.ledger.merkle import ROOT_CHUNK
 from flowbureau.storage.database import Base, UTCDateTime
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "LedgerWitnessState",
 ]
 
-CHUNK_LEAVES = 1024
+CHUNK_LEAVES = ROOT_CHUNK
 """Record leaves per stored chunk: a record proof rehashes at most this many leaves."""
 TX_BUCKETS = 4096
 """Buckets of the tx-id index (by the first three characters of the tx id)."""
@@ -83,7 +84,7 @@ class LedgerBatch(Base):
 
 
 class LedgerBatchChunk(Base):
-    """Up to :data:`CHUNK_LEAVES` consecutive record leaf hashes of a batch and their tx ids."""
+    """Up to :data:`CHUNK_LEAVES` consecutive record leaf hashes of a batch."""
 
     __tablename__ = "ledger_batch_chunks"
 
@@ -92,7 +93,6 @@ class LedgerBatchChunk(Base):
     )
     chunk_no: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=False)
     leaf_hashes: Mapped[bytes] = mapped_column(sa.LargeBinary())
-    tx_ids: Mapped[bytes] = mapped_column(sa.LargeBinary())
 
 
 class LedgerTxBucket(Base):

@@ -24,7 +24,6 @@ Rules:
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pyarrow as pa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from flowbureau.config import Settings, get_settings
 from flowbureau.errors import (
@@ -45,8 +47,8 @@ from flowbureau.errors import (
     LedgerError,
     NotFoundError,
 )
-from flowbureau.ledger.canonical import b64, canonical_json, parse_canonical, unb64
-from flowbureau.ledger.consortium import BankNode, Ledger
+from flowbureau.ledger.canonical import b64, unb64
+from flowbureau.ledger.consortium import BankNode
 from flowbureau.ledger.contract import Contract, ContractRejectedError
 from flowbureau.ledger.intake import LedgerSummary, is_published_by
 from flowbureau.ledger.membership import Genesis, witness_name
@@ -64,13 +66,13 @@ from flowbureau.transport.bundle import (
     BundleReplayError,
     BundleSignatureError,
     BundleTooLargeError,
+    MalformedBundleError,
+    ManifestMismatchError,
     UnknownBankError,
 )
 from flowbureau.transport.keys import BankKeys
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from flowbureau.ingestion import IngestReport
     from flowbureau.storage.warehouse import WarehouseWriter
 
@@ -174,7 +176,7 @@ class HttpWitnessClient:
         except httpx.HTTPError as exc:
             raise LedgerError(f"witness {self.name} at {self.url} unreachable: {exc}") from None
         if response.status_code == 200:
-            for signature in parse_note(checkpoint.rstrip(b"\n") + b"\n\n" + response.content.split(b"\n\n")[-1]).signatures if False else _signature_lines(response.content):
+            for signature in _signature_lines(response.content):
                 if signature.name == self.name:
                     return signature
             raise WitnessRefusedError(
@@ -182,10 +184,12 @@ class HttpWitnessClient:
             )
         text = response.text
         if response.status_code == 409:
-            return_size = text.strip()
-            if not return_size.isdigit():
-                raise WitnessRefusedError(f"409 without a size: {text[:200]}", status=409, witness=self.name)
-            raise StaleOldSizeError(witness=self.name, expected=int(return_size), got=old_size)
+            size = text.strip()
+            if not size.isdigit():
+                raise WitnessRefusedError(
+                    f"409 without a size: {text[:200]}", status=409, witness=self.name
+                )
+            raise StaleOldSizeError(witness=self.name, expected=int(size), got=old_size)
         if response.status_code == 422 and response.headers.get("content-type", "").startswith(
             "application/json"
         ):
@@ -269,6 +273,8 @@ _ERRORS: dict[str, type[FlowbureauError]] = {
         BundleOrderError,
         BundleSignatureError,
         BundleTooLargeError,
+        MalformedBundleError,
+        ManifestMismatchError,
         UnknownBankError,
     )
 }
@@ -296,9 +302,7 @@ def _json_or_raise(response: httpx.Response) -> dict[str, Any]:
 # --- the platform --------------------------------------------------------------------------
 
 
-def _problem(status: int, exc: Exception) -> Any:
-    from fastapi.responses import JSONResponse
-
+def _problem(status: int, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
     if isinstance(exc, InputError):
         body["field"] = exc.field
@@ -325,10 +329,6 @@ def create_platform_app(
     settings: Settings | None = None, *, witnesses: Mapping[str, str] | None = None
 ) -> FastAPI:
     """The platform's HTTP API (``witnesses``: bank id -> node URL, cosigning over HTTP)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.concurrency import run_in_threadpool
-
     from flowbureau.ledger.embedded import open_ledger
     from flowbureau.ledger.intake import admit_bundle
 
@@ -346,7 +346,7 @@ def create_platform_app(
 
     @app.exception_handler(FlowbureauError)
     async def refused(_request: Request, exc: FlowbureauError) -> Response:
-        return _problem(_status(exc), exc)  # type: ignore[no-any-return]
+        return _problem(_status(exc), exc)
 
     @app.post("/v1/ledger/bundles")
     async def receive_bundle(request: Request) -> JSONResponse:
@@ -387,7 +387,7 @@ def create_platform_app(
     @app.get("/v1/ledger/banks/{bank_id}/receipts/{seq}")
     def bank_receipt(bank_id: str, seq: int) -> dict[str, Any]:
         """The receipt of a bank's batch by sequence number."""
-        index = ledger.store.batch_entry(bank_id, seq)  # type: ignore[attr-defined]
+        index = ledger.store.batch_entry(bank_id, seq)
         if index is None:
             raise NotFoundError(f"{bank_id} has no batch {seq} on the log")
         return ledger.log.receipt(int(index)).to_json()
@@ -540,7 +540,9 @@ class NodeService:
         """Handle one tlog-witness request; record a fork's evidence before re-raising."""
         request = AddCheckpointRequest.parse(body)
         try:
-            return [self.witness.add_checkpoint(request.old_size, request.proof, request.checkpoint)]
+            return [
+                self.witness.add_checkpoint(request.old_size, request.proof, request.checkpoint)
+            ]
         except SplitViewError as exc:
             self._record(exc)
             raise
@@ -563,9 +565,7 @@ class NodeService:
         """Every fork this witness refused, oldest first."""
         if not self.evidence_dir.exists():
             return []
-        return [
-            json.loads(p.read_text("utf-8")) for p in sorted(self.evidence_dir.glob("*.json"))
-        ]
+        return [json.loads(p.read_text("utf-8")) for p in sorted(self.evidence_dir.glob("*.json"))]
 
     def contribute(self, paths: Sequence[Path]) -> dict[str, Any]:
         """Ingest ``paths`` into the node's warehouse, contributing every batch; deliver."""
@@ -630,17 +630,13 @@ class NodeService:
 
 def create_node_app(settings: Settings | None, bank_id: str, platform_url: str) -> FastAPI:
     """A bank node's HTTP API: the witness and the contribution trigger (loopback use)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.concurrency import run_in_threadpool
-
     settings = settings or get_settings()
     node = NodeService(settings, bank_id, PlatformClient(platform_url))
     app = FastAPI(title=f"flowbureau bank node {bank_id}", docs_url=None, redoc_url=None)
 
     @app.exception_handler(FlowbureauError)
     async def refused(_request: Request, exc: FlowbureauError) -> Response:
-        return _problem(_status(exc), exc)  # type: ignore[no-any-return]
+        return _problem(_status(exc), exc)
 
     @app.post("/witness/add-checkpoint")
     async def add_checkpoint(request: Request) -> Response:
@@ -687,7 +683,3 @@ def create_node_app(settings: Settings | None, bank_id: str, platform_url: str) 
         return node.receipts()
 
     return app
-
-
-__all__ += []  # keep the public list above authoritative
-_ = (base64, canonical_json, parse_canonical)

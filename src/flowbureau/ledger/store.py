@@ -27,7 +27,7 @@ import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flowbureau.errors import ConflictError, FlowbureauError, NotFoundError, StorageError
 from flowbureau.ledger.checkpoint import Checkpoint
 from flowbureau.ledger.log import BatchIndex, RecordPath
-from flowbureau.ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash, merkle_root
+from flowbureau.ledger.merkle import HASH_SIZE, MerkleTree, chunk_roots, leaf_hash
 from flowbureau.ledger.models import (
     CHUNK_LEAVES,
     TX_BUCKETS,
@@ -58,7 +58,6 @@ __all__ = [
     "RecoveredRuns",
     "SqlLogStore",
     "SqlWitnessState",
-    "chunk_roots",
     "pack_strings",
     "tx_buckets",
     "unpack_strings",
@@ -67,11 +66,7 @@ __all__ = [
 
 def pack_strings(values: pa.Array) -> bytes:
     """``u32 count || int32 offsets (count + 1, from 0) || UTF-8 data`` of a string array."""
-    array = (
-        pc.cast(values, pa.string()).combine_chunks()
-        if isinstance(values, pa.ChunkedArray)
-        else values.cast(pa.string())
-    )
+    array = values.cast(pa.string())
     if array.null_count:
         raise StorageError("ids stored by the ledger cannot be null")
     count = len(array)
@@ -80,16 +75,21 @@ def pack_strings(values: pa.Array) -> bytes:
     )
     start, end = int(offsets[0]), int(offsets[-1])
     data = array.buffers()[2]
-    body = b"" if data is None else data.to_pybytes()[start:end]
+    # a slice shares its parent's buffers: copy only this slice's bytes
+    body = b"" if data is None else bytes(memoryview(data)[start:end])
     return struct.pack(">I", count) + (offsets - start).astype("<i4").tobytes() + body
 
 
 def unpack_strings(blob: bytes) -> pa.Array:
-    """Inverse of :func:`pack_strings`."""
+    """Inverse of :func:`pack_strings` (validated: a corrupt blob raises ``ArrowInvalid``)."""
     (count,) = struct.unpack_from(">I", blob)
     end = 4 + 4 * (count + 1)
+    if len(blob) < end:
+        raise ValueError(f"string blob of {len(blob)} bytes is shorter than its {count} offsets")
     offsets = pa.py_buffer(blob[4:end])
-    return pa.Array.from_buffers(pa.string(), count, [None, offsets, pa.py_buffer(blob[end:])])
+    array = pa.Array.from_buffers(pa.string(), count, [None, offsets, pa.py_buffer(blob[end:])])
+    array.validate(full=True)
+    return array
 
 
 _HEX_VALUE = np.array(
@@ -125,15 +125,6 @@ def tx_buckets(ids: pa.Array) -> np.ndarray[Any, np.dtype[np.int64]]:
     return bucket % TX_BUCKETS
 
 
-def chunk_roots(leaf_hashes: bytes, chunk_leaves: int = CHUNK_LEAVES) -> bytes:
-    """Concatenated roots of consecutive chunks of ``chunk_leaves`` leaf hashes."""
-    step = chunk_leaves * HASH_SIZE
-    return b"".join(
-        merkle_root(leaf_hashes[offset : offset + step])
-        for offset in range(0, len(leaf_hashes), step)
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class RecoveredRuns:
     """What :meth:`SqlLogStore.recover` did with runs a crash left pending."""
@@ -162,7 +153,7 @@ class SqlLogStore:
 
     def size(self) -> int:
         """Number of committed entries."""
-        with self._sessions() as session:
+        with self.engine.connect() as session:
             count = session.scalar(
                 sa.select(sa.func.count())
                 .select_from(LedgerEntry)
@@ -172,7 +163,7 @@ class SqlLogStore:
 
     def entry(self, index: int) -> bytes:
         """The bytes of committed entry ``index``."""
-        with self._sessions() as session:
+        with self.engine.connect() as session:
             data = session.scalar(
                 sa.select(LedgerEntry.data).where(
                     LedgerEntry.idx == index, LedgerEntry.pending_run.is_(None)
@@ -265,13 +256,15 @@ class SqlLogStore:
                 "entry_idx": index,
                 "chunk_no": number,
                 "leaf_hashes": leaves[number * step : (number + 1) * step],
-                "tx_ids": pack_strings(ids.slice(number * CHUNK_LEAVES, CHUNK_LEAVES)),
             }
             for number in range((count + CHUNK_LEAVES - 1) // CHUNK_LEAVES)
         ]
         if chunks:
-            session.execute(sa.insert(LedgerBatchChunk), chunks)
-            session.execute(sa.insert(LedgerTxBucket), _bucket_rows(index, ids))
+            # Core inserts (executemany): no ORM bookkeeping per row
+            session.execute(sa.insert(cast(sa.Table, LedgerBatchChunk.__table__)), chunks)
+            session.execute(
+                sa.insert(cast(sa.Table, LedgerTxBucket.__table__)), _bucket_rows(index, ids)
+            )
 
     def _advance_sequences(self, session: Session, batches: Sequence[BatchIndex]) -> None:
         for batch in batches:
@@ -358,26 +351,55 @@ class SqlLogStore:
         return row
 
     def batch(self, index: int) -> BatchIndex:
-        """The stored batch of entry ``index`` (every leaf hash and tx id)."""
+        """The stored batch of entry ``index`` (every leaf hash; tx ids from the index).
+
+        Raises :class:`~flowbureau.errors.StorageError` naming the batch when a stored blob
+        cannot be decoded or the index does not hold each leaf's tx id exactly once.
+        """
         with self._sessions() as session:
             row = self._batch_row(session, index)
-            chunks = session.execute(
-                sa.select(LedgerBatchChunk.leaf_hashes, LedgerBatchChunk.tx_ids)
-                .where(LedgerBatchChunk.entry_idx == index)
-                .order_by(LedgerBatchChunk.chunk_no)
-            ).all()
-        leaves = b"".join(bytes(c.leaf_hashes) for c in chunks)
-        ids = [unpack_strings(bytes(c.tx_ids)) for c in chunks]
-        tx_ids = pa.concat_arrays(ids).to_pylist() if ids else []
+            leaves = b"".join(
+                bytes(c)
+                for c in session.execute(
+                    sa.select(LedgerBatchChunk.leaf_hashes)
+                    .where(LedgerBatchChunk.entry_idx == index)
+                    .order_by(LedgerBatchChunk.chunk_no)
+                ).scalars()
+            )
+            buckets = [
+                bytes(b)
+                for b in session.execute(
+                    sa.select(LedgerTxBucket.data).where(LedgerTxBucket.entry_idx == index)
+                ).scalars()
+            ]
+        try:
+            tx_ids = _ordered_ids(buckets, int(row.record_count)).to_pylist()
+            statement_ids = unpack_strings(bytes(row.statement_ids)).to_pylist()
+        except (ValueError, struct.error, pa.ArrowException) as exc:
+            raise StorageError(f"batch {index}: stored ids cannot be decoded: {exc}") from None
         return BatchIndex(
             row.bank_id,
             int(row.seq),
             tuple(tx_ids),
             leaves,
-            tuple(unpack_strings(bytes(row.statement_ids)).to_pylist()),
+            tuple(statement_ids),
             bytes(row.statement_leaf_hashes),
             row.warehouse_batch,
         )
+
+    def batch_entry(self, bank_id: str, seq: int) -> int | None:
+        """The index of the bank's committed batch ``seq``, if any."""
+        with self._sessions() as session:
+            index = session.scalar(
+                sa.select(LedgerBatch.entry_idx)
+                .join(LedgerEntry, LedgerEntry.idx == LedgerBatch.entry_idx)
+                .where(
+                    LedgerBatch.bank_id == bank_id,
+                    LedgerBatch.seq == seq,
+                    LedgerEntry.pending_run.is_(None),
+                )
+            )
+        return None if index is None else int(index)
 
     def batch_bank(self, index: int) -> str:
         """The bank of batch entry ``index``."""
@@ -397,23 +419,31 @@ class SqlLogStore:
 
     def record_path(self, index: int, leaf: int) -> RecordPath:
         """Leaf ``leaf`` of batch ``index`` with its inclusion proof to the batch root."""
-        with self._sessions() as session:
-            row = self._batch_row(session, index)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    LedgerBatch.record_count, LedgerBatch.chunk_leaves, LedgerBatch.chunk_roots
+                )
+                .join(LedgerEntry, LedgerEntry.idx == LedgerBatch.entry_idx)
+                .where(LedgerBatch.entry_idx == index, LedgerEntry.pending_run.is_(None))
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"entry {index} is not a batch")
             size, width = int(row.record_count), int(row.chunk_leaves)
             if not 0 <= leaf < size:
                 raise NotFoundError(f"batch {index} has no leaf {leaf}")
             number = leaf // width
-            chunk = session.scalar(
+            chunk = conn.scalar(
                 sa.select(LedgerBatchChunk.leaf_hashes).where(
                     LedgerBatchChunk.entry_idx == index, LedgerBatchChunk.chunk_no == number
                 )
             )
-            roots = bytes(row.chunk_roots)
+        roots = bytes(row.chunk_roots)
         if chunk is None:
             raise NotFoundError(f"batch {index} lost chunk {number}")
         inner = MerkleTree.from_leaf_hashes(bytes(chunk))
         top = self._chunk_trees.get(index)
-        if top is None or top.size * HASH_SIZE != len(roots):
+        if top is None or top.leaf_hashes() != roots:
             top = MerkleTree.from_leaf_hashes(roots)
             if len(self._chunk_trees) >= 16:
                 self._chunk_trees.pop(next(iter(self._chunk_trees)))
@@ -424,7 +454,7 @@ class SqlLogStore:
     def locate(self, tx_id: str) -> list[tuple[int, int]]:
         """``(entry index, leaf index)`` of every committed record with ``tx_id``."""
         bucket = int(tx_buckets(pa.array([tx_id], pa.string()))[0])
-        with self._sessions() as session:
+        with self.engine.connect() as session:
             rows = session.execute(
                 sa.select(LedgerTxBucket.entry_idx, LedgerTxBucket.data)
                 .join(LedgerEntry, LedgerEntry.idx == LedgerTxBucket.entry_idx)
@@ -438,11 +468,11 @@ class SqlLogStore:
                 places.append((int(index), int(positions[hit])))
         return places
 
-    def seen(self, bank_id: str, tx_ids: Sequence[str]) -> set[str]:
+    def seen(self, bank_id: str, tx_ids: pa.Array) -> set[str]:
         """The subset of ``tx_ids`` already in committed batches of ``bank_id``."""
-        if not tx_ids:
+        if not len(tx_ids):
             return set()
-        wanted = pa.array(list(tx_ids), pa.string())
+        wanted = tx_ids.cast(pa.string())
         buckets = sorted({int(b) for b in tx_buckets(wanted)})
         found: set[str] = set()
         with self._sessions() as session:
@@ -489,11 +519,21 @@ class SqlLogStore:
 
     def checkpoint(self, size: int) -> bytes | None:
         """The stored checkpoint of ``size``, if any."""
-        with self._sessions() as session:
+        with self.engine.connect() as session:
             note = session.scalar(
                 sa.select(LedgerCheckpoint.note).where(LedgerCheckpoint.size == size)
             )
         return None if note is None else bytes(note)
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        """The newest stored checkpoint, ``(size, note)``, in one query."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(LedgerCheckpoint.size, LedgerCheckpoint.note)
+                .order_by(LedgerCheckpoint.size.desc())
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else (int(row.size), bytes(row.note))
 
     def checkpoint_sizes(self) -> list[int]:
         """Sizes with a stored checkpoint, ascending."""
@@ -531,7 +571,10 @@ class SqlLogStore:
         cosignature rows (against the stored notes)."""
         problems: list[tuple[str, str, str]] = []
         for index in self.batch_indices():
-            problems += self._batch_derived(index)
+            try:
+                problems += self._batch_derived(index)
+            except (FlowbureauError, ValueError, struct.error, pa.ArrowException) as exc:
+                problems.append(("batch", str(index), f"stored batch data unreadable: {exc}"))
         stored = self.next_seqs()
         for bank in sorted(set(stored) | set(next_seq)):
             if stored.get(bank) != next_seq.get(bank):
@@ -563,11 +606,14 @@ class SqlLogStore:
     def _batch_derived(self, index: int) -> list[tuple[str, str, str]]:
         with self._sessions() as session:
             row = self._batch_row(session, index)
-            chunks = session.execute(
-                sa.select(LedgerBatchChunk.leaf_hashes, LedgerBatchChunk.tx_ids)
-                .where(LedgerBatchChunk.entry_idx == index)
-                .order_by(LedgerBatchChunk.chunk_no)
-            ).all()
+            leaves = b"".join(
+                bytes(c)
+                for c in session.execute(
+                    sa.select(LedgerBatchChunk.leaf_hashes)
+                    .where(LedgerBatchChunk.entry_idx == index)
+                    .order_by(LedgerBatchChunk.chunk_no)
+                ).scalars()
+            )
             buckets = session.execute(
                 sa.select(LedgerTxBucket.bucket, LedgerTxBucket.data).where(
                     LedgerTxBucket.entry_idx == index
@@ -575,31 +621,16 @@ class SqlLogStore:
             ).all()
             roots, width = bytes(row.chunk_roots), int(row.chunk_leaves)
         problems: list[tuple[str, str, str]] = []
-        leaves = b"".join(bytes(c.leaf_hashes) for c in chunks)
         if chunk_roots(leaves, width) != roots:
             problems.append(("batch", str(index), "stored chunk roots differ from the leaves"))
-        parts = [unpack_strings(bytes(c.tx_ids)) for c in chunks]
-        ids = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-        indexed = np.full(len(ids), -1, dtype=np.int64)
-        expected = tx_buckets(ids)
         for bucket, data in buckets:
             try:
-                positions, names = _unpack_bucket(bytes(data))
-                where = positions.astype(np.int64)
-                sound = (
-                    len(where) == len(names)
-                    and not (where >= len(ids)).any()
-                    and names.equals(ids.take(pa.array(where)))
-                    and not (expected[where] != bucket).any()
-                )
+                _, names = _unpack_bucket(bytes(data))
+                sound = not (tx_buckets(names) != bucket).any()
             except (ValueError, struct.error, pa.ArrowException):
                 sound = False
             if not sound:
                 problems.append(("batch", str(index), f"tx-id index bucket {bucket} is corrupt"))
-                continue
-            indexed[where] = bucket
-        if (indexed < 0).any():
-            problems.append(("batch", str(index), "some tx ids are missing from the tx-id index"))
         return problems
 
 
@@ -613,28 +644,72 @@ def _kind(data: bytes) -> str:
 
 
 def _bucket_rows(index: int, ids: pa.Array) -> list[dict[str, object]]:
+    """One ``ledger_tx_index`` row per non-empty bucket: ``u32 count || positions (>u4) ||
+    u32 count || int32 offsets (count + 1, from 0) || UTF-8 ids`` (``pack_strings`` of the
+    bucket's ids after its leaf positions).
+
+    Every blob is built at once: each of the five pieces is a binary array over one buffer
+    (one element per bucket), joined element-wise by Arrow - no per-bucket Python work.
+    """
     buckets = tx_buckets(ids)
     order = np.argsort(buckets, kind="stable")
     sorted_buckets = buckets[order]
-    ordered_ids = ids.take(pa.array(order))
+    ordered_ids = ids.cast(pa.string()).take(pa.array(order))
+    if ordered_ids.null_count:
+        raise StorageError("ids stored by the ledger cannot be null")
+    total = len(order)
+    if not total:
+        return []
+    offsets = np.frombuffer(
+        ordered_ids.buffers()[1], dtype=np.int32, count=total + 1, offset=4 * ordered_ids.offset
+    ).astype(np.int64)
     edges = np.flatnonzero(np.diff(sorted_buckets)) + 1
     starts = np.concatenate([[0], edges])
-    ends = np.concatenate([edges, [len(order)]])
-    rows: list[dict[str, object]] = []
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        if start == end:
-            continue
-        positions = order[start:end].astype(">u4").tobytes()
-        rows.append(
-            {
-                "bucket": int(sorted_buckets[start]),
-                "entry_idx": index,
-                "data": struct.pack(">I", end - start)
-                + positions
-                + pack_strings(ordered_ids.slice(start, end - start)),
-            }
+    ends = np.concatenate([edges, [total]])
+    counts = ends - starts
+    # each bucket's ids' offsets, rebased to 0: count + 1 values per bucket
+    widths = counts + 1
+    first = np.repeat(starts, widths)
+    rank = np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
+    rebased = offsets[first + rank] - offsets[first]
+
+    def pieces(data: bytes | pa.Buffer | None, bounds: np.ndarray[Any, Any]) -> pa.Array:
+        buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data or b"")
+        return pa.Array.from_buffers(
+            pa.binary(), len(starts), [None, pa.py_buffer(bounds.astype(np.int32)), buffer]
         )
-    return rows
+
+    count_field = pieces(counts.astype(">u4").tobytes(), 4 * np.arange(len(starts) + 1))
+    blobs = pc.binary_join_element_wise(
+        count_field,
+        pieces(order.astype(">u4").tobytes(), 4 * np.concatenate([[0], ends])),
+        count_field,
+        pieces(rebased.astype("<i4").tobytes(), 4 * np.concatenate([[0], np.cumsum(widths)])),
+        pieces(ordered_ids.buffers()[2], np.concatenate([offsets[starts], [offsets[-1]]])),
+        b"",
+    )
+    return [
+        {"bucket": bucket, "entry_idx": index, "data": data}
+        for bucket, data in zip(sorted_buckets[starts].tolist(), blobs.to_pylist(), strict=True)
+    ]
+
+
+def _ordered_ids(buckets: Sequence[bytes], count: int) -> pa.Array:
+    """The tx ids of a batch in leaf order, from its index buckets (each leaf exactly once)."""
+    positions: list[np.ndarray[Any, Any]] = []
+    names: list[pa.Array] = []
+    for blob in buckets:
+        where, ids = _unpack_bucket(blob)
+        positions.append(where.astype(np.int64))
+        names.append(ids)
+    if not names:
+        if count:
+            raise ValueError(f"no tx ids indexed for {count} leaves")
+        return pa.array([], pa.string())
+    order = np.concatenate(positions)
+    if len(order) != count or not np.array_equal(np.sort(order), np.arange(count)):
+        raise ValueError("the tx-id index does not cover every leaf exactly once")
+    return pa.concat_arrays(names).take(pa.array(np.argsort(order)))
 
 
 def _unpack_bucket(blob: bytes) -> tuple[np.ndarray[Any, Any], pa.Array]:

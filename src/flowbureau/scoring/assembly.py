@@ -5,6 +5,8 @@ Rules:
   ``enterprise_id`` with its own columns. The cash-flow source defines the population (every
   enterprise with entries before ``D``); every other source is left-joined onto it, so a
   source never adds or removes an enterprise.
+- Every feature is a number: the assembled frame is float64 (money in minor units is exact in
+  a double up to 2^53), so a model never mistakes a wide integer for a category.
 - A source may declare ``zero_fill`` columns: counts over records that cover every enterprise
   (public records), where "no row" means 0, not "unknown". All other gaps stay NaN and land in
   the models' Missing bin.
@@ -345,6 +347,10 @@ def assemble_features(
     for column in features.columns:
         if column in base.zero_fill:
             features[column] = features[column].fillna(0)
+    try:
+        features = features.astype("float64")
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"a feature source returned a non-numeric column: {exc}") from exc
     return FeatureSet(as_of, features, summary, coverage, names)
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowbureau.config import Settings
@@ -426,9 +428,9 @@ class CreditEvaluator:
             entries_digest_sql(as_of, timezone=self.timezone, enterprises=restrict)
         ).to_pylist()
         shared = self._shared_digest(as_of)
-        own = self._external_digests(as_of)
-        plugged = self._plugin_digests(engine, as_of)
         wanted = None if enterprises is None else set(enterprises)
+        own = self._external_digests(as_of, wanted)
+        plugged = self._plugin_digests(engine, as_of)
         out: dict[str, str] = {}
         for row in rows:
             code = str(row["enterprise_id"])
@@ -455,11 +457,16 @@ class CreditEvaluator:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def _external_digests(self, as_of: date) -> dict[str, list[Any]]:
+    def _external_digests(self, as_of: date, wanted: set[str] | None) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         if self.external is None:
             return out
-        for kind, table in sorted(self.external.records.items()):
+        for kind, every in sorted(self.external.records.items()):
+            table = every
+            if wanted is not None:
+                table = every.filter(
+                    pc.is_in(every.column("credit_code"), pa.array(sorted(wanted)))
+                )
             if kind == "registry":
                 pairs = zip(
                     table.column("credit_code").to_pylist(),

@@ -799,10 +799,15 @@ def _industry_ctes(as_of: date, timezone: str, currency: str) -> str:
     m3, m12, m15, m24 = (month_start(as_of, m) for m in (3, 12, 15, 24))
     start = cutoff_instant(m24, timezone).strftime("%Y-%m-%d %H:%M:%S")
     cutoff = cutoff_instant(as_of, timezone).strftime("%Y-%m-%d %H:%M:%S")
-    zone = timezone.replace("'", "''")
+
+    def instant(day: date) -> str:
+        stamp = cutoff_instant(day, timezone).strftime("%Y-%m-%d %H:%M:%S")
+        return f"TIMESTAMPTZ '{stamp}+00:00'"
 
     def period(low: date, high: date) -> str:
-        return f"local_day >= DATE '{low.isoformat()}' AND local_day < DATE '{high.isoformat()}'"
+        # Local days [low, high) are the instants [local midnight of low, of high): comparing
+        # instants needs no per-row time-zone conversion.
+        return f"booked_at >= {instant(low)} AND booked_at < {instant(high)}"
 
     def total(low: date, high: date) -> str:
         return f"sum(CASE WHEN {period(low, high)} AND sales THEN amount ELSE 0 END)"
@@ -812,7 +817,7 @@ def _industry_ctes(as_of: date, timezone: str, currency: str) -> str:
 
     return f"""WITH ind_tx AS (
   SELECT t.enterprise_id,
-    CAST(t.booked_at AT TIME ZONE '{zone}' AS DATE) AS local_day,
+    t.booked_at,
     CAST(coalesce(t.corrected_amount_minor, t.amount_minor) AS BIGINT) AS amount,
     t.tx_type = 'sales_receipt' AND coalesce(t.corrected_amount_minor, t.amount_minor) > 0
       AS sales
@@ -836,7 +841,8 @@ ind_members AS (
 ),
 ind_trends AS (
   SELECT 'division' AS level, division AS code,
-    sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1 THEN 1 ELSE 0 END) AS members,
+    CAST(sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1 THEN 1 ELSE 0 END) AS BIGINT)
+      AS members,
     CAST(sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1 THEN recent3 ELSE 0 END)
       AS DOUBLE) / NULLIF(sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1
       THEN last_year3 ELSE 0 END), 0) - 1 AS sales_yoy_3m,
@@ -846,7 +852,8 @@ ind_trends AS (
   FROM ind_members GROUP BY division
   UNION ALL
   SELECT 'section' AS level, section AS code,
-    sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1 THEN 1 ELSE 0 END) AS members,
+    CAST(sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1 THEN 1 ELSE 0 END) AS BIGINT)
+      AS members,
     CAST(sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1 THEN recent3 ELSE 0 END)
       AS DOUBLE) / NULLIF(sum(CASE WHEN seen_recent3 = 1 AND seen_last_year3 = 1
       THEN last_year3 ELSE 0 END), 0) - 1 AS sales_yoy_3m,

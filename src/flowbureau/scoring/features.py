@@ -70,7 +70,16 @@ LOW_BALANCE_DAYS_OF_OUTFLOW = 7
 ROUND_AMOUNT_MINOR = 1_000_000
 """A 'round amount' is a non-zero multiple of 10,000 major units (1,000,000 minor units)."""
 
-_STAGES = ("flows", "monthly", "seasonal", "counterparties", "balances", "life", "derived")
+_STAGES = (
+    "flows",
+    "activity",
+    "monthly",
+    "seasonal",
+    "counterparties",
+    "balances",
+    "life",
+    "derived",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,8 @@ def _ratio(numerator: str, denominator: str) -> str:
 
 
 _EXTERNAL = "tx_type <> 'internal_transfer'"
+_FIXED_COSTS = "'payroll', 'rent', 'utilities'"
+"""Costs that do not follow sales: their weight in the inflow grows when sales fall."""
 _IN = f"amount > 0 AND {_EXTERNAL}"
 _OUT = f"amount < 0 AND {_EXTERNAL}"
 
@@ -190,6 +201,14 @@ def _build_features() -> tuple[Feature, ...]:
     )
     for w in (3, 12):
         add(
+            f"fixed_costs_{w}m",
+            "flows",
+            _sum(f"{_within(w)} AND amount < 0 AND tx_type IN ({_FIXED_COSTS})", "-amount"),
+            f"Payroll, rent and utilities paid over {w} months (minor units, positive).",
+            zero=True,
+        )
+    for w in (3, 12):
+        add(
             f"online_lending_count_{w}m",
             "flows",
             _count(f"{_within(w)} AND amount > 0 AND tx_type = 'online_lending'"),
@@ -240,28 +259,28 @@ def _build_features() -> tuple[Feature, ...]:
     )
     add(
         "banks_12m",
-        "flows",
+        "activity",
         f"count(DISTINCT CASE WHEN {w12} THEN bank_id END)",
         "Contributing banks with entries over 12 months.",
         zero=True,
     )
     add(
         "accounts_12m",
-        "flows",
+        "activity",
         f"count(DISTINCT CASE WHEN {w12} THEN account_key END)",
         "Accounts with entries over 12 months.",
         zero=True,
     )
     add(
         "months_with_data_12m",
-        "flows",
+        "activity",
         f"count(DISTINCT CASE WHEN {w12} THEN mi END)",
         "Months (of the last 12) with at least one entry.",
         zero=True,
     )
     add(
         "active_days_12m",
-        "flows",
+        "activity",
         f"count(DISTINCT CASE WHEN {w12} THEN local_day END)",
         "Days with at least one entry (12 months).",
         zero=True,
@@ -481,6 +500,32 @@ def _build_features() -> tuple[Feature, ...]:
         _ratio("balance_avg_12m", "outflow_12m / 12.0"),
         "Average balance in months of average outflow.",
     )
+    for w in (3, 12):
+        add(
+            f"net_margin_{w}m",
+            "derived",
+            _ratio(f"inflow_{w}m - outflow_{w}m", f"inflow_{w}m"),
+            f"Net cash flow per unit of inflow over {w} months (cash margin).",
+        )
+        add(
+            f"fixed_cost_ratio_{w}m",
+            "derived",
+            _ratio(f"fixed_costs_{w}m", f"inflow_{w}m"),
+            f"Payroll, rent and utilities per unit of inflow over {w} months (operating "
+            "leverage: these costs stay when sales fall).",
+        )
+    add(
+        "inflow_vs_year_3m",
+        "derived",
+        _ratio("inflow_3m", "inflow_12m / 4.0") + " - 1",
+        "Inflow of the last 3 months against a quarter of the 12-month inflow, minus 1.",
+    )
+    add(
+        "balance_trend_3m",
+        "derived",
+        _ratio("balance_avg_3m", "balance_avg_12m"),
+        "Average balance of the last 3 months against the 12-month average.",
+    )
     return tuple(out)
 
 
@@ -636,9 +681,20 @@ fb_flows AS (
   SELECT enterprise_id,
     {columns("flows")},
     count(*) AS data_entries,
-    CAST(sum(corrected) AS BIGINT) AS data_corrected_entries,
-    count(DISTINCT bank_id) AS data_banks
+    CAST(sum(corrected) AS BIGINT) AS data_corrected_entries
   FROM fb_tx
+  GROUP BY enterprise_id
+),
+fb_days AS (
+  SELECT enterprise_id, bank_id, account_key, local_day, mi
+  FROM fb_tx
+  GROUP BY enterprise_id, bank_id, account_key, local_day, mi
+),
+fb_activity AS (
+  SELECT enterprise_id,
+    {columns("activity")},
+    count(DISTINCT bank_id) AS data_banks
+  FROM fb_days
   GROUP BY enterprise_id
 ),
 fb_month AS (
@@ -652,7 +708,7 @@ fb_month AS (
 ),
 fb_grid AS (
   SELECT f.enterprise_id, m.mi
-  FROM (SELECT enterprise_id, max(mi) AS first_mi FROM fb_tx GROUP BY enterprise_id) f
+  FROM (SELECT enterprise_id, max(mi) AS first_mi FROM fb_month GROUP BY enterprise_id) f
   CROSS JOIN ({months}) m
   WHERE m.mi <= f.first_mi
 ),
@@ -722,7 +778,7 @@ fb_eod AS (
 ),
 fb_delta AS (
   SELECT enterprise_id, local_day,
-    sum(balance - coalesce(previous, 0)) AS delta
+    CAST(sum(balance - coalesce(previous, 0)) AS BIGINT) AS delta
   FROM (
     SELECT enterprise_id, local_day, balance,
       lag(balance) OVER (PARTITION BY account_key ORDER BY local_day) AS previous
@@ -738,8 +794,8 @@ fb_seg AS (
     SELECT enterprise_id, local_day AS seg_start,
       coalesce(lead(local_day) OVER (PARTITION BY enterprise_id ORDER BY local_day),
                {_day(as_of)}) AS seg_end,
-      sum(delta) OVER (PARTITION BY enterprise_id ORDER BY local_day
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS balance
+      CAST(sum(delta) OVER (PARTITION BY enterprise_id ORDER BY local_day
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS BIGINT) AS balance
     FROM fb_delta
   ) running
 ),
@@ -770,6 +826,7 @@ fb_lifetime AS (
 )"""
     table_of = {
         "flows": "fl",
+        "activity": "ac",
         "monthly": "mo",
         "seasonal": "se",
         "counterparties": "cp",
@@ -783,7 +840,7 @@ fb_lifetime AS (
 
     wanted = _wanted(features)
     resolved = {f.name: value(f) for f in FEATURES if f.stage != "derived"}
-    stages = {"flows", "life"}  # the data summary and the population
+    stages = {"flows", "activity", "life"}  # the data summary and the population
     selected: list[str] = []
     for feature in FEATURES:
         if feature.name not in wanted:
@@ -803,7 +860,7 @@ fb_lifetime AS (
     summary = [
         "coalesce(fl.data_entries, 0) AS data_entries",
         "coalesce(fl.data_corrected_entries, 0) AS data_corrected_entries",
-        "coalesce(fl.data_banks, 0) AS data_banks",
+        "coalesce(ac.data_banks, 0) AS data_banks",
         "l.first_day AS data_first_day",
         "l.last_day AS data_last_day",
     ]
@@ -829,6 +886,7 @@ fb_lifetime AS (
 
 _STAGE_CTE = {
     "flows": "fb_flows",
+    "activity": "fb_activity",
     "monthly": "fb_monthly",
     "seasonal": "fb_seasonal",
     "counterparties": "fb_counterparties",
@@ -839,8 +897,10 @@ _CTE_NEEDS: dict[str, list[str]] = {
     "fb_tx": [],
     "fb_life": [],
     "fb_flows": ["fb_tx"],
+    "fb_days": ["fb_tx"],
+    "fb_activity": ["fb_days"],
     "fb_month": ["fb_tx"],
-    "fb_grid": ["fb_tx"],
+    "fb_grid": ["fb_month"],
     "fb_series": ["fb_grid", "fb_month"],
     "fb_monthly": ["fb_series"],
     "fb_seasonal": ["fb_series"],

@@ -105,17 +105,25 @@ class ScoreAlert(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+_LATEST = (
+    sa.select(ScoreEvaluation)
+    .where(ScoreEvaluation.enterprise_id == sa.bindparam("enterprise_id"))
+    .order_by(ScoreEvaluation.as_of.desc(), ScoreEvaluation.computed_at.desc(), ScoreEvaluation.id)
+    .limit(1)
+)
+_LATEST_AS_OF = _LATEST.where(ScoreEvaluation.as_of <= sa.bindparam("as_of"))
+"""Built once: every score read (the open API's hottest route) runs one of them."""
+
+
 def latest_evaluation(
     db: Session, enterprise_id: str, *, as_of: date | None = None
 ) -> ScoreEvaluation | None:
     """The latest evaluation of ``enterprise_id`` as of ``as_of`` or earlier (any if None)."""
-    query = sa.select(ScoreEvaluation).where(ScoreEvaluation.enterprise_id == enterprise_id)
-    if as_of is not None:
-        query = query.where(ScoreEvaluation.as_of <= as_of)
-    query = query.order_by(
-        ScoreEvaluation.as_of.desc(), ScoreEvaluation.computed_at.desc(), ScoreEvaluation.id
-    ).limit(1)
-    return db.execute(query).scalar_one_or_none()
+    if as_of is None:
+        return db.execute(_LATEST, {"enterprise_id": enterprise_id}).scalar_one_or_none()
+    return db.execute(
+        _LATEST_AS_OF, {"enterprise_id": enterprise_id, "as_of": as_of}
+    ).scalar_one_or_none()
 
 
 def evaluation_history(

@@ -6,6 +6,14 @@ Rules:
   requested day or earlier; ``None`` when there is none), everything else (search, transaction
   summaries, registration facts) from the provider it wraps, so the warehouse provider keeps
   its job and a report shows the stored score.
+- :func:`score_view` carries everything an analyst sees of an evaluation: score, PD, grade,
+  reasons with the points they cost, the similar past cases (id, similarity, outcome, when
+  evaluated and when the outcome was observed) and the PD they imply (``case_pd``),
+  ``uses_corrected_values`` (scoring reads the effective amounts, so a stored evaluation says
+  true) with ``corrected_entries`` (entries whose amount an anomaly correction replaced), and
+  the sources that contributed (``cashflow``, ``public_records``, ``industry``, ``macro``,
+  ``graph``, plug-ins). An evaluation stored before these were recorded shows them as absent
+  (``None`` / empty), never guessed.
 - :class:`ScoringEvaluator` implements :class:`~flowbureau.service.providers.Evaluator`: an
   application is evaluated on the spot with the latest saved model, as of the application's
   day, and the evaluation (with any alert) is stored in the request's database session, so it
@@ -21,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -35,6 +44,7 @@ from flowbureau.service.providers import (
     ReasonView,
     ReportView,
     ScoreView,
+    SimilarCaseView,
     TransactionsSummaryView,
 )
 from flowbureau.storage.warehouse import Warehouse
@@ -43,7 +53,12 @@ __all__ = ["ModelCache", "ScoringEvaluator", "ScoringProvider", "plug_into", "sc
 
 
 def score_view(evaluation: Evaluation) -> ScoreView:
-    """The service's view of an evaluation: score, PD, grade, reasons (points lost)."""
+    """The service's view of an evaluation: score, PD, grade, reasons (points lost), the
+    similar past cases with their outcomes and the PD they imply, whether (and for how many
+    entries) anomaly-corrected amounts were used, and the data sources that contributed."""
+    data = evaluation.data
+    corrected = data.get("corrected_entries")
+    uses_corrected = data.get("uses_corrected_values")
     return ScoreView(
         credit_code=evaluation.enterprise_id,
         as_of=evaluation.as_of,
@@ -60,6 +75,24 @@ def score_view(evaluation: Evaluation) -> ScoreView:
         ],
         model_version=evaluation.model,
         computed_at=evaluation.computed_at,
+        similar_cases=[_case_view(case) for case in evaluation.cases],
+        case_pd=evaluation.case_pd,
+        uses_corrected_values=None if uses_corrected is None else bool(uses_corrected),
+        corrected_entries=None if corrected is None else int(corrected),
+        sources=list(evaluation.sources),
+    )
+
+
+def _case_view(case: dict[str, Any]) -> SimilarCaseView:
+    """A stored case (:meth:`~flowbureau.scoring.cases.SimilarCase.as_evidence`) as a view."""
+    outcome = case.get("outcome")
+    outcome_at = case.get("outcome_at")
+    return SimilarCaseView(
+        case_id=str(case["case_id"]),
+        similarity=float(case["similarity"]),
+        outcome=None if outcome is None else int(outcome),
+        evaluated_at=datetime.fromisoformat(str(case["evaluated_at"])),
+        outcome_at=None if outcome_at is None else datetime.fromisoformat(str(outcome_at)),
     )
 
 

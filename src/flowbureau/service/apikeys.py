@@ -19,8 +19,9 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -30,6 +31,7 @@ from flowbureau.service.models import ApiKey, Institution, Operation
 
 __all__ = [
     "API_KEY_PREFIX",
+    "VerifiedKey",
     "api_key_state",
     "authenticate_api_key",
     "create_api_key",
@@ -37,6 +39,7 @@ __all__ = [
     "normalize_scopes",
     "revoke_api_key",
     "rotate_api_key",
+    "verify_api_key",
 ]
 
 API_KEY_PREFIX = "fbk_"
@@ -118,7 +121,15 @@ def rotate_api_key(
     return new, key
 
 
-def api_key_state(row: ApiKey, now: datetime) -> Literal["live", "expired", "revoked"]:
+class _KeyLifetime(Protocol):
+    @property
+    def revoked_at(self) -> datetime | None: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def api_key_state(row: _KeyLifetime, now: datetime) -> Literal["live", "expired", "revoked"]:
     """Whether a key works at ``now``, was revoked, or expired (after a rotation's grace)."""
     if row.revoked_at is not None:
         return "revoked"
@@ -148,15 +159,53 @@ def list_api_keys(db: Session, *, institution_id: str) -> Sequence[ApiKey]:
     )
 
 
-def authenticate_api_key(db: Session, *, presented: str, now: datetime) -> ApiKey:
-    """Return the live key matching ``presented`` or raise :class:`AuthenticationError`."""
+@dataclass(frozen=True, slots=True)
+class VerifiedKey:
+    """What a request needs of a live key (read with one indexed Core query, no ORM object)."""
+
+    id: str
+    key_id: str
+    institution_id: str
+    scopes: tuple[str, ...]
+
+
+_keys = ApiKey.__table__.c
+_VERIFY_KEY = sa.select(
+    _keys.id,
+    _keys.key_id,
+    _keys.key_hash,
+    _keys.institution_id,
+    _keys.scopes,
+    _keys.expires_at,
+    _keys.revoked_at,
+).where(_keys.key_id == sa.bindparam("key_id"))
+"""Built once: every API request runs it, and building a statement costs more than running it."""
+
+
+def verify_api_key(db: Session, *, presented: str, now: datetime) -> VerifiedKey:
+    """Check ``presented`` against the stored hash and the key's state, on every request.
+
+    Raises :class:`AuthenticationError` for an unknown or wrong key, and for a revoked key or
+    one past its rotation grace (nothing is cached, so a revocation applies to the next request).
+    """
     match = _KEY_PATTERN.fullmatch(presented)
-    row = None if match is None else _find(db, match.group(1))
+    row = (
+        None if match is None else db.execute(_VERIFY_KEY, {"key_id": match.group(1)}).one_or_none()
+    )
     if row is None or not hmac.compare_digest(row.key_hash, _hash(presented)):
         raise AuthenticationError("invalid API key")
     state = api_key_state(row, now)
     if state != "live":
         raise AuthenticationError(f"API key {row.key_id} is {state}")
+    return VerifiedKey(row.id, row.key_id, row.institution_id, tuple(row.scopes))
+
+
+def authenticate_api_key(db: Session, *, presented: str, now: datetime) -> ApiKey:
+    """Return the live key matching ``presented`` or raise :class:`AuthenticationError`."""
+    verified = verify_api_key(db, presented=presented, now=now)
+    row = db.get(ApiKey, verified.id)
+    if row is None:  # deleted between the two reads
+        raise AuthenticationError("invalid API key")
     return row
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from flowbureau.service.models import AuditEntry, AuditHead
 
 __all__ = [
     "GENESIS_HASH",
+    "AuditLink",
     "AuditRecord",
     "AuditVerification",
     "append",
@@ -99,28 +101,48 @@ def entry_hash(fields: dict[str, object]) -> str:
     return hashlib.sha256(b"flowbureau-audit-v1\n" + payload.encode("utf-8")).hexdigest()
 
 
-def append(session: Session, record: AuditRecord) -> AuditEntry:
-    """Number, chain and add ``record`` to the log in ``session`` (not committed)."""
-    head = session.execute(
-        sa.update(AuditHead)
-        .where(AuditHead.id == HEAD_ID)
-        .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
+@dataclass(frozen=True, slots=True)
+class AuditLink:
+    """Where :func:`append` put an entry in the chain."""
+
+    seq: int
+    hash: str
+
+
+_HEAD_TABLE = cast(sa.Table, AuditHead.__table__)
+_ENTRY_TABLE = cast(sa.Table, AuditEntry.__table__)
+_head = _HEAD_TABLE.c
+_ADVANCE_HEAD = (
+    sa.update(_HEAD_TABLE)
+    .where(_head.id == HEAD_ID)
+    .values(seq=_head.seq + 1)
+    .returning(_head.seq, _head.hash)
+)
+_INSERT_ENTRY = sa.insert(_ENTRY_TABLE)
+_SET_HEAD_HASH = (
+    sa.update(_HEAD_TABLE).where(_head.id == HEAD_ID).values(hash=sa.bindparam("new_hash"))
+)
+_RECORD_FIELDS: tuple[str, ...] = tuple(
+    name for name in AuditRecord.__dataclass_fields__ if name != "seq"
+)
+
+
+def append(session: Session, record: AuditRecord) -> AuditLink:
+    """Number, chain and add ``record`` to the log in ``session`` (not committed).
+
+    Three statements built once (advance the head, insert the entry, store the head's hash),
+    run on the session's connection: every audited request pays for them.
+    """
+    head = session.execute(_ADVANCE_HEAD).one_or_none()
     if head is None:
         raise StorageError("the audit log has no head row: run `flowbureau db upgrade`")
-    fields: dict[str, object] = {**asdict(record), "seq": head.seq, "prev_hash": head.hash}
+    fields: dict[str, object] = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    fields["seq"] = head.seq
+    fields["prev_hash"] = head.hash
     digest = entry_hash(fields)
-    entry = AuditEntry(**fields, hash=digest)
-    session.add(entry)
-    session.execute(
-        sa.update(AuditHead)
-        .where(AuditHead.id == HEAD_ID)
-        .values(hash=digest)
-        .execution_options(synchronize_session=False)
-    )
-    return entry
+    session.execute(_INSERT_ENTRY, {**fields, "hash": digest})
+    session.execute(_SET_HEAD_HASH, {"new_hash": digest})
+    return AuditLink(int(head.seq), digest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -67,7 +67,15 @@ INSTITUTION_ROLES = frozenset({Role.ANALYST, Role.API_CLIENT})
 ConsentStatus = Literal["live", "expired", "revoked"]
 
 
-def consent_status(consent: Consent, now: datetime) -> ConsentStatus:
+class _Lifetime(Protocol):
+    @property
+    def revoked_at(self) -> datetime | None: ...
+
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+def consent_status(consent: _Lifetime, now: datetime) -> ConsentStatus:
     """Whether ``consent`` is live, expired or revoked at ``now``."""
     if consent.revoked_at is not None:
         return "revoked"
@@ -132,10 +140,43 @@ class _Decision:
     consent_id: str | None = None
 
 
-def _enterprise_by_code(db: Session, credit_code: str) -> Enterprise | None:
-    return db.execute(
-        sa.select(Enterprise).where(Enterprise.credit_code == credit_code)
-    ).scalar_one_or_none()
+@dataclass(frozen=True, slots=True)
+class _ConsentRow:
+    id: str
+    purpose: Purpose
+    scopes: list[str]
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+_enterprises = Enterprise.__table__.c
+_consents = Consent.__table__.c
+_ENTERPRISE_ID = sa.select(_enterprises.id).where(
+    _enterprises.credit_code == sa.bindparam("credit_code")
+)
+_ENTERPRISE_AND_CONSENTS = (
+    sa.select(
+        _enterprises.id.label("enterprise_id"),
+        _consents.id,
+        _consents.purpose,
+        _consents.scopes,
+        _consents.expires_at,
+        _consents.revoked_at,
+    )
+    .select_from(
+        Enterprise.__table__.outerjoin(
+            Consent.__table__,
+            sa.and_(
+                _consents.enterprise_id == _enterprises.id,
+                _consents.institution_id == sa.bindparam("institution_id"),
+            ),
+        )
+    )
+    .where(_enterprises.credit_code == sa.bindparam("credit_code"))
+    .order_by(_consents.expires_at.desc())
+)
+"""The enterprise and every consent it gave the institution, newest expiry first: one query,
+built once (every institution read runs it)."""
 
 
 def _decide(
@@ -149,10 +190,10 @@ def _decide(
 ) -> _Decision:
     if operation not in ROLE_OPERATIONS[principal.role]:
         return _Decision(False, f"role {principal.role.value} never reads enterprise data")
-    enterprise = _enterprise_by_code(db, credit_code)
     if principal.role is Role.ENTERPRISE:
-        if enterprise is not None and enterprise.id == principal.enterprise_id:
-            return _Decision(True, "own enterprise", enterprise.id)
+        enterprise_id = db.execute(_ENTERPRISE_ID, {"credit_code": credit_code}).scalar()
+        if enterprise_id is not None and enterprise_id == principal.enterprise_id:
+            return _Decision(True, "own enterprise", enterprise_id)
         return _Decision(False, "an enterprise user sees only its own enterprise's data")
     if principal.role is Role.API_CLIENT and operation not in principal.scopes:
         scopes = ", ".join(sorted(principal.scopes)) or "none"
@@ -162,31 +203,31 @@ def _decide(
     none = _Decision(
         False, f"no consent from enterprise {credit_code} to your institution: ask it for one"
     )
-    if enterprise is None or principal.institution_id is None:
+    if principal.institution_id is None:
         return none
-    consents = (
-        db.execute(
-            sa.select(Consent)
-            .where(
-                Consent.enterprise_id == enterprise.id,
-                Consent.institution_id == principal.institution_id,
-            )
-            .order_by(Consent.expires_at.desc())
-        )
-        .scalars()
-        .all()
-    )
+    rows = db.execute(
+        _ENTERPRISE_AND_CONSENTS,
+        {"credit_code": credit_code, "institution_id": principal.institution_id},
+    ).all()
+    if not rows:  # no such enterprise
+        return none
+    enterprise_id = str(rows[0].enterprise_id)
+    consents = [
+        _ConsentRow(row.id, row.purpose, row.scopes, row.expires_at, row.revoked_at)
+        for row in rows
+        if row.id is not None
+    ]
     same_purpose = [c for c in consents if c.purpose == purpose]
     for consent in same_purpose:
         if consent_status(consent, now) == "live" and operation.value in consent.scopes:
-            return _Decision(True, "live consent", enterprise.id, consent.id)
+            return _Decision(True, "live consent", enterprise_id, consent.id)
     for consent in same_purpose:
         if consent_status(consent, now) == "live":
             return _Decision(
                 False,
                 f"consent {consent.id} does not cover {operation.value} "
                 f"(it covers {', '.join(consent.scopes)})",
-                enterprise.id,
+                enterprise_id,
                 consent.id,
             )
     if same_purpose:
@@ -195,14 +236,14 @@ def _decide(
             reason = f"consent {consent.id} was revoked at {consent.revoked_at.isoformat()}"
         else:
             reason = f"consent {consent.id} expired at {consent.expires_at.isoformat()}"
-        return _Decision(False, reason, enterprise.id, consent.id)
+        return _Decision(False, reason, enterprise_id, consent.id)
     others = sorted({c.purpose.value for c in consents if consent_status(c, now) == "live"})
     if others:
         return _Decision(
             False,
             f"the enterprise's consent is for {', '.join(others)}, "
             f"not {purpose.value if purpose else 'no stated purpose'}",
-            enterprise.id,
+            enterprise_id,
         )
     return none
 

@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from flowbureau.errors import AuthenticationError
-from flowbureau.service.apikeys import API_KEY_PREFIX, authenticate_api_key
+from flowbureau.service.apikeys import API_KEY_PREFIX, verify_api_key
 from flowbureau.service.models import Operation, Role, User
 from flowbureau.service.tokens import TokenIssuer, session_is_live
 
@@ -44,7 +44,7 @@ class Principal:
 def resolve_bearer(db: Session, *, token: str, issuer: TokenIssuer, now: datetime) -> Principal:
     """Authenticate a Bearer token; raise :class:`AuthenticationError` saying why not."""
     if token.startswith(API_KEY_PREFIX):
-        key = authenticate_api_key(db, presented=token, now=now)
+        key = verify_api_key(db, presented=token, now=now)
         return Principal(
             kind="api_key",
             id=key.id,

@@ -29,6 +29,9 @@ from flowbureau.storage.engine import Engine, WrittenFile
 
 __all__ = ["DuckDBEngine", "sql_string"]
 
+_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+"""zstd level 1: about as fast to write as snappy, a few per cent larger than level 3."""
+
 
 def sql_string(value: str) -> str:
     """Quote ``value`` as a SQL string literal."""
@@ -105,13 +108,11 @@ class DuckDBEngine(Engine):
     def write_parquet(
         self, sql: str, directory: Path, *, partition_by: str | None = None
     ) -> list[WrittenFile]:
-        """``COPY (sql) TO directory`` as zstd Parquet, optionally hive-partitioned."""
+        """``COPY (sql) TO directory`` as zstd (level 1) Parquet, optionally hive-partitioned."""
         directory.mkdir(parents=True, exist_ok=True)
         if partition_by is None:
             target = directory / "part-0.parquet"
-            self.connection.execute(
-                f"COPY ({sql}) TO {sql_string(str(target))} (FORMAT parquet, COMPRESSION zstd)"
-            )
+            self.connection.execute(f"COPY ({sql}) TO {sql_string(str(target))} ({_PARQUET})")
             rows = pq.read_metadata(target).num_rows
             if rows == 0:
                 target.unlink()
@@ -129,7 +130,7 @@ class DuckDBEngine(Engine):
             self.connection.execute(
                 f'COPY (SELECT * EXCLUDE ("{partition_by}") FROM ({sql}) '
                 f'WHERE "{partition_by}" = {sql_string(str(value))}) '
-                f"TO {sql_string(str(target))} (FORMAT parquet, COMPRESSION zstd)"
+                f"TO {sql_string(str(target))} ({_PARQUET})"
             )
             written.append(WrittenFile(target, pq.read_metadata(target).num_rows, str(value)))
         return written

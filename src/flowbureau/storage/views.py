@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,20 +68,31 @@ _SQL_TYPES = {
 }
 
 
-def create_views(engine: Engine, root: Path, manifest: Manifest) -> None:
-    """Create every view of :data:`VIEW_NAMES` on ``engine`` for ``manifest``'s files."""
+def create_views(
+    engine: Engine, root: Path, manifest: Manifest, changed: Collection[str] | None = None
+) -> None:
+    """Create every view of :data:`VIEW_NAMES` on ``engine`` for ``manifest``'s files.
+
+    With ``changed`` (table or annotation names whose files changed since the views were last
+    created on this engine), only their views and the derived views over them are recreated:
+    binding a view over many Parquet files is not free, and a writer refreshes after each batch.
+    """
     for table, schema in TABLES.items():
-        paths = [root / f.path for f in manifest.files(table)]
-        engine.create_parquet_view(_TABLE_VIEWS[table], paths, schema)
+        if changed is None or table in changed:
+            paths = [root / f.path for f in manifest.files(table)]
+            engine.create_parquet_view(_TABLE_VIEWS[table], paths, schema)
     for name, spec in ANNOTATIONS.items():
-        paths = [root / f.path for f in manifest.annotation_files(name)]
-        engine.create_parquet_view(name, paths, spec.schema)
-    engine.create_view(
-        "accounts",
-        "SELECT * FROM account_records QUALIFY row_number() OVER (PARTITION BY account_id "
-        "ORDER BY source = 'register' DESC, recorded_at DESC, ingest_id DESC) = 1",
-    )
-    engine.create_view("transactions", _transactions_sql(manifest))
+        if changed is None or name in changed:
+            paths = [root / f.path for f in manifest.annotation_files(name)]
+            engine.create_parquet_view(name, paths, spec.schema)
+    if changed is None or "accounts" in changed:
+        engine.create_view(
+            "accounts",
+            "SELECT * FROM account_records QUALIFY row_number() OVER (PARTITION BY account_id "
+            "ORDER BY source = 'register' DESC, recorded_at DESC, ingest_id DESC) = 1",
+        )
+    if changed is None or "transactions" in changed or any(n in changed for n in ANNOTATIONS):
+        engine.create_view("transactions", _transactions_sql(manifest))
 
 
 def _transactions_sql(manifest: Manifest) -> str:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -143,11 +144,11 @@ def _info(bank_id: str, seq: int) -> bytes:
     return f"flowbureau/bundle/v1\n{bank_id}\n{seq}".encode()
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _ipc(table: pa.Table) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return bytes(sink.getvalue())
+    return sink.getvalue()
 
 
 def batch_period(records: pa.Table, statements: pa.Table) -> tuple[date, date]:
@@ -177,30 +178,45 @@ def pack_bundle(
     signing_key: Ed25519PrivateKey,
     platform_box_key: bytes,
     created_at: datetime | None = None,
-    level: int = 3,
+    level: int = 1,
 ) -> PackedBundle:
     """Build, seal and sign a bundle (the bank node's side)."""
     records = RECORD_LEAF.check(records, what="records")
     statements = STATEMENT_LEAF.check(statements, what="statements")
     period_start, period_end = batch_period(records, statements)
-    leaves = RECORD_LEAF.leaf_hashes(records)
-    rec_ipc, st_ipc = _ipc(records), _ipc(statements)
-    plain = struct.pack(">Q", len(rec_ipc)) + rec_ipc + struct.pack(">Q", len(st_ipc)) + st_ipc
-    compressed = zstandard.ZstdCompressor(level=level, write_content_size=True).compress(plain)
-    sealed = SUITE.encrypt(compressed, x25519_public(platform_box_key), info=_info(bank_id, seq))
+    public = x25519_public(platform_box_key)
+
+    def seal() -> tuple[int, int, bytes]:
+        rec_ipc, st_ipc = _ipc(records), _ipc(statements)
+        # one copy of the IPC buffers into the payload (not one per concatenation)
+        plain = b"".join(
+            [struct.pack(">Q", rec_ipc.size), rec_ipc, struct.pack(">Q", st_ipc.size), st_ipc]
+        )
+        compressed = zstandard.ZstdCompressor(level=level, write_content_size=True).compress(plain)
+        sealed = SUITE.encrypt(compressed, public, info=_info(bank_id, seq))
+        return len(plain), len(compressed), sealed
+
+    # Arrow IPC and zstd release the GIL: serialise, compress and seal in a second thread
+    # while this one encodes and hashes the leaves (Python-bound), instead of one after the other
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sealing = pool.submit(seal)
+        leaves = RECORD_LEAF.leaf_hashes(records)
+        record_root = merkle_root(leaves)
+        statement_root = merkle_root(STATEMENT_LEAF.leaf_hashes(statements))
+        plain_size, compressed_size, sealed = sealing.result()
     manifest = Manifest(
         bank_id=bank_id,
         seq=seq,
         period_start=period_start,
         period_end=period_end,
         record_count=records.num_rows,
-        record_root=merkle_root(leaves),
+        record_root=record_root,
         statement_count=statements.num_rows,
-        statement_root=merkle_root(STATEMENT_LEAF.leaf_hashes(statements)),
+        statement_root=statement_root,
         contract_version=contract.version,
         contract_hash=contract.hash,
-        plain_size=len(plain),
-        compressed_size=len(compressed),
+        plain_size=plain_size,
+        compressed_size=compressed_size,
         sealed_size=len(sealed),
         sealed_sha256=hashlib.sha256(sealed).digest(),
         created_at=(created_at or datetime.now(UTC)).replace(microsecond=0),
@@ -354,13 +370,14 @@ def _decompress(manifest: Manifest, compressed: bytes, where: str) -> bytes:
 def _tables(plain: bytes, where: str) -> tuple[pa.Table, pa.Table]:
     tables: list[pa.Table] = []
     offset = 0
+    payload = pa.py_buffer(plain)  # streams are read from slices of it, without copies
     try:
         for what, fmt in (("records", RECORD_LEAF), ("statements", STATEMENT_LEAF)):
             (length,) = struct.unpack_from(">Q", plain, offset)
             offset += 8
             if offset + length > len(plain):
                 raise ValueError(f"{what} stream runs past the payload")
-            table = pa.ipc.open_stream(pa.py_buffer(plain[offset : offset + length])).read_all()
+            table = pa.ipc.open_stream(payload.slice(offset, length)).read_all()
             table.validate(full=True)
             tables.append(fmt.check(table, what=what))
             offset += length

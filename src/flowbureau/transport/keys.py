@@ -204,6 +204,9 @@ class Keystore:
     def _load_or_create(self, kind: type[_S], directory: Path) -> _S:
         if kind.exists(directory):
             return kind.load(directory, passphrase=self._passphrase)
+        if not self.root.exists():  # the whole tree is the owner's alone
+            self.root.mkdir(parents=True, mode=0o700)
+            os.chmod(self.root, 0o700)
         keys = kind.generate()
         keys.save(directory, passphrase=self._passphrase)
         return keys

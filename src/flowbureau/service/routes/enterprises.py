@@ -2,7 +2,9 @@
 
 Every route here calls :func:`flowbureau.service.consent.require_access` (or the search
 variant) before reading, so each read is checked against role policy, a live matching consent
-and the operation type, and is audited.
+and the operation type, and is audited. The score, report and summary reads authenticate,
+decide, audit and read in one synchronous unit of work
+(:func:`~flowbureau.service.deps.authenticated_session`): one worker-thread hop per request.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from fastapi import APIRouter, Path, Query, Request
 
 from flowbureau.errors import InputError
 from flowbureau.service import consent
-from flowbureau.service.deps import CurrentPrincipal, NowDep, ProviderDep, RequestIdDep, SessionDep
+from flowbureau.service.deps import (
+    BearerDep,
+    ContextDep,
+    CurrentPrincipal,
+    NowDep,
+    ProviderDep,
+    RequestIdDep,
+    SessionDep,
+    authenticated_session,
+)
 from flowbureau.service.models import Operation, Purpose
 from flowbureau.service.providers import (
     EnterpriseSummary,
@@ -84,27 +95,27 @@ def get_score(
     *,
     credit_code: CreditCodePath,
     request: Request,
-    principal: CurrentPrincipal,
-    session: SessionDep,
-    provider: ProviderDep,
+    context: ContextDep,
+    credentials: BearerDep,
     request_id: RequestIdDep,
     now: NowDep,
     purpose: PurposeQuery = None,
     as_of: AsOfQuery = None,
 ) -> ScoreView:
     """PD, score, grade, reasons and model version (consent must cover view_score)."""
-    day = _as_of(as_of, now.date())
-    consent.require_access(
-        session,
-        principal=principal,
-        credit_code=credit_code,
-        operation=Operation.VIEW_SCORE,
-        purpose=purpose,
-        resource=_resource(request),
-        request_id=request_id,
-        now=now,
-    )
-    score = provider.score(credit_code, day)
+    with authenticated_session(context, credentials, now) as (session, principal):
+        day = _as_of(as_of, now.date())
+        consent.require_access(
+            session,
+            principal=principal,
+            credit_code=credit_code,
+            operation=Operation.VIEW_SCORE,
+            purpose=purpose,
+            resource=_resource(request),
+            request_id=request_id,
+            now=now,
+        )
+        score = context.provider_factory(session).score(credit_code, day)
     if score is None:
         raise NotYetAvailableError(
             f"no score for {credit_code} as of {day} yet: no credit model has scored it"
@@ -117,27 +128,27 @@ def get_report(
     *,
     credit_code: CreditCodePath,
     request: Request,
-    principal: CurrentPrincipal,
-    session: SessionDep,
-    provider: ProviderDep,
+    context: ContextDep,
+    credentials: BearerDep,
     request_id: RequestIdDep,
     now: NowDep,
     purpose: PurposeQuery = None,
     as_of: AsOfQuery = None,
 ) -> ReportView:
     """The credit report as JSON (consent must cover view_report)."""
-    day = _as_of(as_of, now.date())
-    consent.require_access(
-        session,
-        principal=principal,
-        credit_code=credit_code,
-        operation=Operation.VIEW_REPORT,
-        purpose=purpose,
-        resource=_resource(request),
-        request_id=request_id,
-        now=now,
-    )
-    report = provider.report(credit_code, day)
+    with authenticated_session(context, credentials, now) as (session, principal):
+        day = _as_of(as_of, now.date())
+        consent.require_access(
+            session,
+            principal=principal,
+            credit_code=credit_code,
+            operation=Operation.VIEW_REPORT,
+            purpose=purpose,
+            resource=_resource(request),
+            request_id=request_id,
+            now=now,
+        )
+        report = context.provider_factory(session).report(credit_code, day)
     if report is None:
         raise NotYetAvailableError(f"no report for {credit_code} yet")
     return report
@@ -148,27 +159,27 @@ def get_transactions_summary(
     *,
     credit_code: CreditCodePath,
     request: Request,
-    principal: CurrentPrincipal,
-    session: SessionDep,
-    provider: ProviderDep,
+    context: ContextDep,
+    credentials: BearerDep,
     request_id: RequestIdDep,
     now: NowDep,
     purpose: PurposeQuery = None,
     as_of: AsOfQuery = None,
 ) -> TransactionsSummaryView:
     """Transaction totals up to ``as_of`` (consent must cover view_transactions)."""
-    day = _as_of(as_of, now.date())
-    consent.require_access(
-        session,
-        principal=principal,
-        credit_code=credit_code,
-        operation=Operation.VIEW_TRANSACTIONS,
-        purpose=purpose,
-        resource=_resource(request),
-        request_id=request_id,
-        now=now,
-    )
-    summary = provider.transactions_summary(credit_code, day)
+    with authenticated_session(context, credentials, now) as (session, principal):
+        day = _as_of(as_of, now.date())
+        consent.require_access(
+            session,
+            principal=principal,
+            credit_code=credit_code,
+            operation=Operation.VIEW_TRANSACTIONS,
+            purpose=purpose,
+            resource=_resource(request),
+            request_id=request_id,
+            now=now,
+        )
+        summary = context.provider_factory(session).transactions_summary(credit_code, day)
     if summary is None:
         raise NotYetAvailableError(
             f"no transactions of {credit_code} up to {day}: no bank has contributed them yet"
