@@ -98,6 +98,95 @@ def test_the_same_files_twice_store_nothing_new(tmp_path: Path) -> None:
     assert {p.kind for p in second.problems} == {"duplicate_file"}
 
 
+def _parsed_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the path of every file a reader parses from now on (in-process reading)."""
+    from flowbureau.formats import detection
+
+    parsed: list[str] = []
+    read_chosen, read_bulk = detection._read_chosen, detection._read_bulk
+
+    def chosen(path: Path, *args: Any) -> Any:
+        parsed.append(Path(path).name)
+        return read_chosen(path, *args)
+
+    def bulk(pending: Any, profiles: Any) -> Any:
+        parsed.extend(Path(item[0]).name for item in pending)
+        return read_bulk(pending, profiles)
+
+    monkeypatch.setattr(detection, "_read_chosen", chosen)
+    monkeypatch.setattr(detection, "_read_bulk", bulk)
+    return parsed
+
+
+def test_a_rerun_counts_stored_files_without_parsing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    banks = small_consortium(tmp_path)
+    first = ingest([banks])
+    parsed = _parsed_paths(monkeypatch)
+    second = ingest([banks])
+    assert parsed == []  # neither the registers nor the statements were read again
+    assert (second.files, second.records, second.duplicates, second.new_records) == (
+        4,
+        first.records,
+        first.records,
+        0,
+    )
+    assert sorted(p.message for p in second.problems) == sorted(
+        f"this file (SHA-256 {r['file_sha256'][:12]}...) was already ingested; "
+        + (
+            "its accounts were not recorded again"
+            if r["format"] == "register"
+            else f"its {r['records']} records were not stored again"
+        )
+        for r in rows("SELECT * FROM sources WHERE status = 'ingested'")
+    )
+    columns = "file_sha256, bank_id, source_file, format, profile, statements, records"
+    assert rows(
+        f"SELECT {columns} FROM sources WHERE status = 'duplicate_file' ORDER BY source_file"
+    ) == rows(f"SELECT {columns} FROM sources WHERE status = 'ingested' ORDER BY source_file")
+    assert scalar("SELECT sum(statements) FROM sources WHERE status = 'duplicate_file'") > 0
+
+
+def test_a_rerun_reports_what_reading_every_file_again_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Skipping stored files changes nothing in the report, also with new files and copies
+    (of a stored file, of a new file: the new file's copy is still read and counted)."""
+    from flowbureau.ingestion import _Run
+
+    banks = small_consortium(tmp_path / "in")
+    bank_a = banks / "bank-a"
+    row = ("2024-02-01", "09:00:00", "5.00", "", "8995.00", "", "", "手续费", "A9")
+    write_statement(bank_a / "2024-02.csv", ACME_ACCOUNT, "上海甲贸易有限公司", [row])
+
+    def rerun(data_dir: Path, *, skip: bool) -> tuple[dict[str, Any], list[str]]:
+        monkeypatch.setenv("FLOWBUREAU_DATA_DIR", str(data_dir))
+        get_settings.cache_clear()
+        for copy in ("copy-2024-01.csv", "copy-2024-02.csv"):
+            (bank_a / copy).unlink(missing_ok=True)
+        (bank_a / "2024-02.csv").rename(tmp_path / "aside.csv")
+        ingest([banks])
+        (tmp_path / "aside.csv").rename(bank_a / "2024-02.csv")
+        for name in ("2024-01.csv", "2024-02.csv"):
+            (bank_a / f"copy-{name}").write_bytes((bank_a / name).read_bytes())
+        with monkeypatch.context() as patch:
+            parsed = _parsed_paths(patch)
+            if not skip:
+                patch.setattr(_Run, "was_stored", lambda self, found: False)
+            data = ingest([banks]).to_json()
+        data.pop("ledger")
+        return data, sorted(parsed)
+
+    skipped, parsed = rerun(tmp_path / "skip", skip=True)
+    read, parsed_all = rerun(tmp_path / "read", skip=False)
+    assert parsed == ["2024-02.csv", "copy-2024-02.csv"]
+    assert len(parsed_all) == 7
+    assert skipped == read
+    assert (skipped["files"], skipped["new_records"], skipped["duplicates"]) == (7, 1, 11)
+    assert [p["kind"] for p in skipped["problems"]].count("duplicate_file") == 6
+
+
 def test_overlapping_periods_store_each_entry_once(tmp_path: Path) -> None:
     def row(day: int, amount: str, ref: str) -> tuple[str, ...]:
         return (f"2024-01-{day:02d}", "10:00:00", amount, "", "", "某供应商", "", "支付货款", ref)

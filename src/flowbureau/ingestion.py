@@ -59,7 +59,7 @@ from flowbureau.formats import (
     read_file,
 )
 from flowbureau.formats.base import EntrySpan
-from flowbureau.formats.detection import detect_file, read_files
+from flowbureau.formats.detection import Detection, detect_file, read_files
 from flowbureau.schema import (
     ACCOUNT_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -393,6 +393,15 @@ class _Run:
                 strict=True,
             )
         )
+        self.stored: dict[str, tuple[str, str | None, int] | None] = {}
+        """``(format, profile, statements)`` of each file stored before this run (``None``
+        when its ``sources`` rows disagree): enough to skip it again without reading it."""
+        for row in self.engine.query(
+            "SELECT file_sha256, format, profile, statements FROM sources WHERE status = 'ingested'"
+        ).to_pylist():
+            seen = (row["format"], row["profile"], int(row["statements"]))
+            sha = row["file_sha256"]
+            self.stored[sha] = seen if self.stored.get(sha, seen) == seen else None
 
         self._codes: dict[str, bool] = {}
         self._names: dict[str | None, str | None] = {}
@@ -467,6 +476,7 @@ class _Run:
         *,
         status: str = "ingested",
         duplicates: int = 0,
+        statements: int | None = None,
     ) -> dict[str, Any]:
         return {
             "file_sha256": result.sha256,
@@ -475,7 +485,7 @@ class _Run:
             "format": result.format,
             "profile": result.profile,
             "status": status,
-            "statements": len(result.statements),
+            "statements": len(result.statements) if statements is None else statements,
             "records": duplicates,
             "new_records": 0,
             "duplicates": duplicates,
@@ -752,10 +762,45 @@ class _Run:
         if isinstance(seen, ReadResult):
             seen = sum(_record_count(s.entries) for s in seen.statements)
             self.known_files[result.sha256] = seen
-        known = seen
+        self._count_duplicate(bank_id, result, seen)
+        return True
+
+    def was_stored(self, found: Detection) -> bool:
+        """True when the file ``found`` judged was stored before this run and would be read
+        as it was then: it need not be read again (:meth:`skip_stored`). Files repeated
+        within this run are left to :meth:`is_duplicate`."""
+        if found.sha256 is None or found.choice is None:
+            return False
+        stored = self.stored.get(found.sha256)
+        return (
+            stored is not None
+            and stored[:2] == found.choice
+            and isinstance(self.known_files.get(found.sha256), int)
+        )
+
+    def skip_stored(self, bank_id: str, path: Path, found: Detection) -> None:
+        """Count the file at ``path`` (:meth:`was_stored`) as :meth:`is_duplicate` counts a
+        duplicate, without reading it."""
+        sha256 = found.sha256 or ""
+        stored, records = self.stored[sha256], self.known_files[sha256]
+        assert stored is not None
+        assert found.choice is not None
+        assert isinstance(records, int)
+        self.report.files += 1
+        result = ReadResult(path, sha256, found.choice[0], found.choice[1], [], [])
+        self._count_duplicate(bank_id, result, records, statements=stored[2])
+
+    def _count_duplicate(
+        self, bank_id: str, result: ReadResult, known: int, *, statements: int | None = None
+    ) -> None:
         self.duplicate_files.setdefault(bank_id, []).append(
             self._source_row(
-                result, bank_id, datetime.now(UTC), status="duplicate_file", duplicates=known
+                result,
+                bank_id,
+                datetime.now(UTC),
+                status="duplicate_file",
+                duplicates=known,
+                statements=statements,
             )
         )
         self.report.records += known
@@ -772,7 +817,6 @@ class _Run:
                 ),
             )
         )
-        return True
 
     def add_duplicate_files(self, bank_id: str) -> None:
         """Record the files of ``bank_id`` skipped as duplicates (a ``sources`` row each)."""
@@ -1100,19 +1144,27 @@ class _Reader:
 
 
 def _detect(
-    inputs: Sequence[_Input], profile_dirs: Sequence[Path]
-) -> tuple[set[Path], dict[Path, tuple[str, str | None]]]:
-    """The account registers among ``inputs`` and every file's ``(format, profile)``, judged
-    once per file (reading it later does not judge it again)."""
+    inputs: Sequence[_Input], profile_dirs: Sequence[Path], format: str, profile: str | None
+) -> tuple[set[Path], dict[Path, tuple[str, str | None]], dict[Path, Detection]]:
+    """The account registers among ``inputs``, every file's ``(format, profile)``, judged
+    once per file (reading it later does not judge it again), and each file's detection
+    with its SHA-256 (to skip files stored before unread). With ``format`` / ``profile``
+    given, nothing is judged for reading: only the digest and the choice they imply."""
     registers: set[Path] = set()
     detected: dict[Path, tuple[str, str | None]] = {}
+    found: dict[Path, Detection] = {}
+    auto = format == "auto" and profile is None
     for item in inputs:
-        found = detect_file(item.path, profile_dirs=profile_dirs)
-        if found.register and item.path.suffix.lower() in REGISTER_SUFFIXES:
+        found[item.path] = judged = detect_file(
+            item.path, profile_dirs=profile_dirs, format=format, profile=profile
+        )
+        if not auto:
+            continue
+        if judged.register and item.path.suffix.lower() in REGISTER_SUFFIXES:
             registers.add(item.path)
-        if found.choice is not None:
-            detected[item.path] = found.choice
-    return registers, detected
+        if judged.choice is not None:
+            detected[item.path] = judged.choice
+    return registers, detected, found
 
 
 def ingest(
@@ -1149,10 +1201,7 @@ def ingest(
     inputs = _expand(paths, bank_id)
     report = IngestReport(ingest_id="ing-" + new_batch_id())
     warehouse = Warehouse(settings.warehouse_dir, settings.warehouse)
-    registers: set[Path] = set()
-    detected: dict[Path, tuple[str, str | None]] = {}
-    if format == "auto" and profile is None:
-        registers, detected = _detect(inputs, profile_dirs)
+    registers, detected, found = _detect(inputs, profile_dirs, format, profile)
     chunk_rows = settings.ingest.chunk_rows
 
     options = _ReadOptions(format, profile, tuple(profile_dirs), detected)
@@ -1171,6 +1220,11 @@ def ingest(
             results = []
             for item in items:
                 if item.path in registers:
+                    judged = replace(found[item.path], choice=("register", None))
+                    if run.was_stored(judged):
+                        run.skip_stored(bank, item.path, judged)
+                        bar.advance(task)
+                        continue
                     result = read_file(item.path, format="register")
                     if not run.is_duplicate(bank, result):
                         results.append(result)
@@ -1179,9 +1233,16 @@ def ingest(
         for bank, items in by_bank.items():
             buffer: list[ReadResult] = []
             rows = 0
-            statements = [i.path for i in items if i.path not in registers]
-            for result in reader.results(statements):
+            # Files stored before this run are counted in their turn, never read.
+            files = [i.path for i in items if i.path not in registers]
+            skip = [run.was_stored(found[f]) for f in files]
+            read = reader.results([f for f, s in zip(files, skip, strict=True) if not s])
+            for file, skipped in zip(files, skip, strict=True):
                 bar.advance(task)
+                if skipped:
+                    run.skip_stored(bank, file, found[file])
+                    continue
+                result = next(read)
                 if run.is_duplicate(bank, result):
                     continue
                 if result.format == "register":

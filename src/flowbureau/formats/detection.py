@@ -12,6 +12,8 @@ Rules:
 - ``format=`` skips detection; ``profile=`` implies ``format="csv"``. An unknown format or
   profile name is an :class:`~flowbureau.errors.InputError` naming the known ones.
 - The file is read once: its SHA-256 (lineage) and the parse use the same bytes.
+- :func:`detect_file` also gives the file's SHA-256, so an ingest can skip a file it already
+  stored without parsing it.
 - A statement whose balances do not reconcile gets a warning saying by how much.
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowbureau.errors import FlowbureauError, FormatDetectionError, InputError
@@ -155,21 +157,41 @@ class Detection:
     choice: tuple[str, str | None] | None
     """``(format, profile)`` that ``read_file(format="auto")`` reads it with; ``None`` when
     detection fails (reading it raises the error)."""
+    sha256: str | None = field(default=None, compare=False)
+    """SHA-256 of the whole file (what :class:`ReadResult` would carry)."""
 
 
-def detect_file(path: Path, *, profile_dirs: Sequence[Path] = ()) -> Detection:
+def detect_file(
+    path: Path,
+    *,
+    profile_dirs: Sequence[Path] = (),
+    format: str = "auto",
+    profile: str | None = None,
+) -> Detection:
     """Judge ``path`` once for both questions an ingest asks: is it an account register, and
-    which reader (and profile) reads it. Pass the choices to :func:`read_files` (``detected``)
-    so the files are not judged again."""
+    which reader (and profile) reads it; the file's SHA-256 comes with the answer. Pass the
+    choices to :func:`read_files` (``detected``) so the files are not judged again.
+
+    With ``format`` / ``profile`` given, ``choice`` is what :func:`read_file` with those
+    options reads the file with (``register`` is then ``False``: nothing else is asked).
+    """
     path = Path(path)
-    head = _read_head(path)
-    candidates = _candidates(path, head, load_profiles(profile_dirs))
+    profiles = _profiles(format, profile, profile_dirs)
+    data = _read(path)
+    digest = hashlib.sha256(data).hexdigest()
+    if format != "auto" or profile is not None:
+        try:
+            return Detection(False, _choice(path, data, format, profile, profiles), digest)
+        except FlowbureauError:
+            return Detection(False, None, digest)
+    head = data[:HEAD_BYTES]
+    candidates = _candidates(path, head, profiles)
     register = any(c.format == "register" and c.sniff.confidence > 0 for c in candidates)
     try:
         chosen = _choose(path, candidates, empty=not head)
     except FlowbureauError:
-        return Detection(register, None)
-    return Detection(register, (chosen.format, chosen.profile))
+        return Detection(register, None, digest)
+    return Detection(register, (chosen.format, chosen.profile), digest)
 
 
 def _read_head(path: Path) -> bytes:

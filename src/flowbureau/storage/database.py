@@ -44,8 +44,8 @@ from flowbureau.errors import StorageError
 __all__ = [
     "MODEL_MODULES",
     "NAMING_CONVENTION",
-    "QueuedWriterConnection",
     "Base",
+    "QueuedWriterConnection",
     "UTCDateTime",
     "current_revision",
     "head_revision",
