@@ -16,14 +16,42 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from sklearn.base import ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
 
 from flowbureau.errors import ModelInputError
 from flowbureau.scoring._binning import Kind
+
+
+class CreditClassifierMixin(ClassifierMixin):  # type: ignore[misc]
+    """What every credit model shares: its scikit-learn tags and the input record of ``fit``."""
+
+    def __sklearn_tags__(self) -> Any:
+        """Binary classifier on frames with NaN, strings and categories."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def _fit_input(self, X: object, y: object) -> tuple[pd.DataFrame, npt.NDArray[np.int_]]:
+        """``X`` as a frame and ``y`` as 0/1; record ``feature_names_in_`` (frames only),
+        ``n_features_in_`` and ``classes_``."""
+        frame = as_frame(X)
+        target = binary_target(y, len(frame))
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_features_in_ = frame.shape[1]
+        self.classes_ = np.array([0, 1])
+        return frame, target
 
 
 def as_frame(X: object) -> pd.DataFrame:

@@ -26,14 +26,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from flowbureau.errors import ModelInputError
-from flowbureau.scoring._frame import as_frame, binary_target
+from flowbureau.scoring._frame import CreditClassifierMixin, as_frame, binary_target
 from flowbureau.scoring.reasons import Reason
 from flowbureau.scoring.scale import MasterScale
 from flowbureau.scoring.scorecard import ScorecardModel
@@ -109,7 +109,7 @@ class Rating:
     grade: str
 
 
-class CalibratedModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class CalibratedModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """A credit model (scorecard by default) with an out-of-fold PD calibration and grades."""
 
     def __init__(
@@ -128,15 +128,6 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.pd_floor = pd_floor
         self.scale = scale
         self.random_state = random_state
-
-    def __sklearn_tags__(self) -> Any:
-        """Binary classifier on frames with NaN, strings and categories."""
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        tags.classifier_tags.multi_class = False
-        return tags
 
     def fit(self, X: Any, y: Any) -> CalibratedModel:
         """Out-of-fold scores -> calibrator; then the model refitted on all rows."""

@@ -27,14 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from flowbureau.errors import ModelError, ModelInputError
 from flowbureau.scoring._binning import fit_item
 from flowbureau.scoring._frame import (
-    as_frame,
-    binary_target,
+    CreditClassifierMixin,
     column_kind,
     fingerprint,
     numeric_column,
@@ -44,7 +43,7 @@ from flowbureau.scoring.reasons import Reason, json_safe
 from flowbureau.scoring.scale import ScoreScaling
 
 
-class ChallengerModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class ChallengerModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Gradient-boosted trees (LightGBM) with monotone constraints and SHAP reasons."""
 
     def __init__(
@@ -80,27 +79,11 @@ class ChallengerModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def __sklearn_tags__(self) -> Any:
-        """Binary classifier on frames with NaN, strings and categories."""
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        tags.classifier_tags.multi_class = False
-        return tags
-
     def fit(self, X: Any, y: Any) -> ChallengerModel:
         """Derive the constraints, encode categories and train the booster."""
         import lightgbm
 
-        frame = as_frame(X)
-        target = binary_target(y, len(frame))
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self.n_features_in_ = frame.shape[1]
-        self.classes_ = np.array([0, 1])
+        frame, target = self._fit_input(X, y)
         kinds = {name: column_kind(frame[name]) for name in frame.columns}
         self.categories_ = {
             name: sorted({str(v) for v in frame[name].dropna()})

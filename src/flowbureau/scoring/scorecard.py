@@ -38,15 +38,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from flowbureau.errors import ModelError, ModelInputError
 from flowbureau.scoring._binning import ItemBins, fit_item
 from flowbureau.scoring._frame import (
-    as_frame,
-    binary_target,
+    CreditClassifierMixin,
     column_kind,
     fingerprint,
     numeric_column,
@@ -60,7 +59,7 @@ _NumItem = tuple[str, list[float], list[int], frozenset[float], int, int]
 _CatItem = tuple[str, dict[str, int], int, int]
 
 
-class ScorecardModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Points scorecard with monotonic WoE binning, logistic weights and PDO scaling.
 
     ``fit(X, y)`` takes a DataFrame of numerical and categorical features (missing values
@@ -94,27 +93,11 @@ class ScorecardModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.C = C
         self.enforce_signs = enforce_signs
 
-    def __sklearn_tags__(self) -> Any:
-        """Binary classifier on frames with NaN, strings and categories."""
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        tags.classifier_tags.multi_class = False
-        return tags
-
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> ScorecardModel:
         """Bin every feature, select, fit the logistic weights and compile the points."""
-        frame = as_frame(X)
-        target = binary_target(y, len(frame))
+        frame, target = self._fit_input(X, y)
         scaling = ScoreScaling(self.base_score, self.base_odds, self.pdo)
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self.n_features_in_ = frame.shape[1]
-        self.classes_ = np.array([0, 1])
         self.feature_kinds_ = {name: column_kind(frame[name]) for name in frame.columns}
         trends = dict(self.monotonic_trends or {})
         unknown = set(trends) - set(frame.columns)

@@ -9,13 +9,16 @@ decide, audit and read in one synchronous unit of work
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
 
 from flowbureau.errors import InputError
 from flowbureau.service import consent
+from flowbureau.service.context import ServiceContext
 from flowbureau.service.deps import (
     BearerDep,
     ContextDep,
@@ -28,6 +31,7 @@ from flowbureau.service.deps import (
 )
 from flowbureau.service.models import Operation, Purpose
 from flowbureau.service.providers import (
+    EnterpriseDataProvider,
     EnterpriseSummary,
     NotYetAvailableError,
     ReportView,
@@ -35,6 +39,8 @@ from flowbureau.service.providers import (
     TransactionsSummaryView,
 )
 from flowbureau.service.schemas import CreditCode, problem_responses
+
+_View = TypeVar("_View")
 
 router = APIRouter(tags=["open api"], responses=problem_responses(401, 403, 422, 429))
 
@@ -90,6 +96,35 @@ def search_enterprises(
     )
 
 
+def _consented_read(
+    read: Callable[[EnterpriseDataProvider, date], _View | None],
+    *,
+    operation: Operation,
+    credit_code: str,
+    request: Request,
+    context: ServiceContext,
+    credentials: HTTPAuthorizationCredentials | None,
+    request_id: str | None,
+    now: datetime,
+    purpose: Purpose | None,
+    as_of: date | None,
+) -> tuple[_View | None, date]:
+    """Authenticate, decide and audit access for ``operation``, then ``read`` as of the day."""
+    with authenticated_session(context, credentials, now) as (session, principal):
+        day = _as_of(as_of, now.date())
+        consent.require_access(
+            session,
+            principal=principal,
+            credit_code=credit_code,
+            operation=operation,
+            purpose=purpose,
+            resource=_resource(request),
+            request_id=request_id,
+            now=now,
+        )
+        return read(context.provider_factory(session), day), day
+
+
 @router.get("/v1/enterprises/{credit_code}/score", responses=problem_responses(404))
 def get_score(
     *,
@@ -103,19 +138,18 @@ def get_score(
     as_of: AsOfQuery = None,
 ) -> ScoreView:
     """PD, score, grade, reasons and model version (consent must cover view_score)."""
-    with authenticated_session(context, credentials, now) as (session, principal):
-        day = _as_of(as_of, now.date())
-        consent.require_access(
-            session,
-            principal=principal,
-            credit_code=credit_code,
-            operation=Operation.VIEW_SCORE,
-            purpose=purpose,
-            resource=_resource(request),
-            request_id=request_id,
-            now=now,
-        )
-        score = context.provider_factory(session).score(credit_code, day)
+    score, day = _consented_read(
+        lambda provider, day: provider.score(credit_code, day),
+        operation=Operation.VIEW_SCORE,
+        credit_code=credit_code,
+        request=request,
+        context=context,
+        credentials=credentials,
+        request_id=request_id,
+        now=now,
+        purpose=purpose,
+        as_of=as_of,
+    )
     if score is None:
         raise NotYetAvailableError(
             f"no score for {credit_code} as of {day} yet: no credit model has scored it"
@@ -136,19 +170,18 @@ def get_report(
     as_of: AsOfQuery = None,
 ) -> ReportView:
     """The credit report as JSON (consent must cover view_report)."""
-    with authenticated_session(context, credentials, now) as (session, principal):
-        day = _as_of(as_of, now.date())
-        consent.require_access(
-            session,
-            principal=principal,
-            credit_code=credit_code,
-            operation=Operation.VIEW_REPORT,
-            purpose=purpose,
-            resource=_resource(request),
-            request_id=request_id,
-            now=now,
-        )
-        report = context.provider_factory(session).report(credit_code, day)
+    report, _ = _consented_read(
+        lambda provider, day: provider.report(credit_code, day),
+        operation=Operation.VIEW_REPORT,
+        credit_code=credit_code,
+        request=request,
+        context=context,
+        credentials=credentials,
+        request_id=request_id,
+        now=now,
+        purpose=purpose,
+        as_of=as_of,
+    )
     if report is None:
         raise NotYetAvailableError(f"no report for {credit_code} yet")
     return report
@@ -167,19 +200,18 @@ def get_transactions_summary(
     as_of: AsOfQuery = None,
 ) -> TransactionsSummaryView:
     """Transaction totals up to ``as_of`` (consent must cover view_transactions)."""
-    with authenticated_session(context, credentials, now) as (session, principal):
-        day = _as_of(as_of, now.date())
-        consent.require_access(
-            session,
-            principal=principal,
-            credit_code=credit_code,
-            operation=Operation.VIEW_TRANSACTIONS,
-            purpose=purpose,
-            resource=_resource(request),
-            request_id=request_id,
-            now=now,
-        )
-        summary = context.provider_factory(session).transactions_summary(credit_code, day)
+    summary, day = _consented_read(
+        lambda provider, day: provider.transactions_summary(credit_code, day),
+        operation=Operation.VIEW_TRANSACTIONS,
+        credit_code=credit_code,
+        request=request,
+        context=context,
+        credentials=credentials,
+        request_id=request_id,
+        now=now,
+        purpose=purpose,
+        as_of=as_of,
+    )
     if summary is None:
         raise NotYetAvailableError(
             f"no transactions of {credit_code} up to {day}: no bank has contributed them yet"
