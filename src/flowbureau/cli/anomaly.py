@@ -10,11 +10,12 @@ stdout (progress goes to stderr). Heavy imports (torch, pandas) stay inside the 
 from __future__ import annotations
 
 import getpass
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from flowbureau.cli.output import echo_json, progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,26 +36,8 @@ AnalystOption = Annotated[
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why, in a few words.")]
 
 
-def _dump(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, default=str))
-
-
 def _analyst(value: str | None) -> str:
     return value or getpass.getuser()
-
-
-def _progress(enabled: bool) -> Progress:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=True,
-    )
 
 
 def _reporter(progress: Progress, title: str) -> Callable[[str, float], None]:
@@ -91,7 +74,7 @@ def train(
 
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"must be auto, cpu or cuda, got {device!r}", field="--device")
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json) as progress:
         report = train_model(
             ground_truth=ground_truth,
             epochs=epochs,
@@ -100,7 +83,7 @@ def train(
             progress=_reporter(progress, "training"),
         )
     if as_json:
-        _dump(report.to_dict())
+        echo_json(report.to_dict())
         return
     typer.echo(
         f"trained anomaly model {report.version} on {report.rows:,} transactions "
@@ -131,12 +114,12 @@ def run(
     """Score every transaction, store the run and apply confident corrections."""
     from flowbureau.anomaly.pipeline import run_detection
 
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json) as progress:
         report = run_detection(
             confidence=confidence, version=model, progress=_reporter(progress, "detecting")
         )
     if as_json:
-        _dump(report.to_dict())
+        echo_json(report.to_dict())
         return
     typer.echo(
         f"run {report.run_id} with model {report.model_version}: {report.transactions:,} "
@@ -164,7 +147,7 @@ def show(
 
     report = account_report(account)
     if as_json:
-        _dump(report.to_dict())
+        echo_json(report.to_dict())
         return
     typer.echo(
         f"account {report.account_id}: {report.transactions:,} transactions, "
@@ -211,7 +194,7 @@ def label(
 
     record = label_transaction(tx_id=tx_id, label=as_label, analyst=_analyst(analyst), note=note)
     if as_json:
-        _dump(record.to_dict())
+        echo_json(record.to_dict())
         return
     typer.echo(f"labelled {record.tx_id} as {record.label} ({record.label_id})")
 
@@ -228,7 +211,7 @@ def confirm(
 
     record = confirm_flag(tx_id=tx_id, analyst=_analyst(analyst), note=note)
     if as_json:
-        _dump(record.to_dict())
+        echo_json(record.to_dict())
         return
     typer.echo(f"confirmed {record.tx_id} as {record.label}")
 
@@ -245,7 +228,7 @@ def reject(
 
     record = reject_flag(tx_id=tx_id, analyst=_analyst(analyst), note=note)
     if as_json:
-        _dump(record.to_dict())
+        echo_json(record.to_dict())
         return
     typer.echo(f"rejected the flag on {record.tx_id}: labelled normal")
 
@@ -262,7 +245,7 @@ def revert(
 
     record = revert_correction(correction_id, actor=_analyst(analyst), note=note)
     if as_json:
-        _dump(record.to_dict())
+        echo_json(record.to_dict())
         return
     typer.echo(
         f"reverted {record.correction_id} on {record.tx_id}: amount back to "

@@ -9,17 +9,14 @@ message naming file, line (or XML path) and field. Heavy imports stay inside the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from flowbureau.cli.output import echo_json
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
-
-def _dump(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)
 
 
 def ingest(
@@ -68,7 +65,7 @@ def ingest(
     )
     data = report.to_json()
     if as_json:
-        typer.echo(_dump(data))
+        echo_json(data)
         return
     from rich.console import Console
     from rich.table import Table
@@ -111,7 +108,7 @@ def sql(
     table = run_sql(query)
     rows = table.to_pylist()
     if as_json:
-        typer.echo(_dump(rows))
+        echo_json(rows)
         return
     from rich.console import Console
     from rich.table import Table
@@ -133,7 +130,7 @@ def inspect(as_json: JsonOption = False) -> None:
 
     data = summarise()
     if as_json:
-        typer.echo(_dump(data))
+        echo_json(data)
         return
     from rich.console import Console
     from rich.table import Table

@@ -7,7 +7,6 @@ stdout (progress goes to stderr). Heavy imports stay inside the commands.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date
 from pathlib import Path
@@ -15,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from flowbureau.cli.output import echo_json, spinner
+
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    pass
 
 app = typer.Typer(
     name="graph",
@@ -39,10 +40,6 @@ WindowOption = Annotated[
 ]
 
 
-def _dump(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)
-
-
 def _day(value: str | None) -> date | None:
     from flowbureau.errors import InputError
 
@@ -52,20 +49,6 @@ def _day(value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise InputError(f"not an ISO date (YYYY-MM-DD): {value!r}", field="as_of") from None
-
-
-def _progress(enabled: bool) -> Progress:
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=True,
-    )
 
 
 def _money(minor: int) -> str:
@@ -93,11 +76,11 @@ def build(
     """Resolve every counterparty and keep the registry and public records for the graph."""
     from flowbureau.graph.store import build_graph
 
-    with _progress(not as_json) as progress:
+    with spinner(not as_json) as progress:
         progress.add_task("resolving counterparties and storing the registry", total=None)
         report = build_graph(registry, public_records, threshold=threshold)
     if as_json:
-        typer.echo(_dump(report.as_dict()))
+        echo_json(report.as_dict())
         return
     data = report.as_dict()
     typer.echo(
@@ -131,7 +114,7 @@ def show(
     from flowbureau.graph.shock import load_supply
     from flowbureau.graph.social import build_social_graph
 
-    with _progress(not as_json) as progress:
+    with spinner(not as_json) as progress:
         progress.add_task("building the graph", total=None)
         supply, store = load_supply(_day(as_of), window_months=window)
         supply.index_of(credit_code)
@@ -179,7 +162,7 @@ def show(
         "picture": None if picture is None else str(picture),
     }
     if as_json:
-        typer.echo(_dump(data))
+        echo_json(data)
         return
     typer.echo(f"{data['name']} ({credit_code}), {window} months before {data['as_of']}")
     for title, rows in (
@@ -217,13 +200,13 @@ def key_nodes(
     from flowbureau.graph.keynodes import analyse_key_nodes
     from flowbureau.graph.shock import load_supply
 
-    with _progress(not as_json) as progress:
+    with spinner(not as_json) as progress:
         progress.add_task("building the graph", total=None)
         supply, _ = load_supply(_day(as_of), window_months=window)
         report = analyse_key_nodes(supply)
     data = {"as_of": supply.as_of.isoformat(), **report.as_dict(top)}
     if as_json:
-        typer.echo(_dump(data))
+        echo_json(data)
         return
     typer.echo(f"key enterprises as of {data['as_of']} (PageRank):")
     for row in data["key_enterprises"]:
@@ -251,12 +234,12 @@ def shock(
     """If these enterprises fail, who is hurt, how badly, and along which paths (DebtRank)."""
     from flowbureau.graph.shock import shock as run_shock
 
-    with _progress(not as_json) as progress:
+    with spinner(not as_json) as progress:
         progress.add_task("propagating", total=None)
         report = run_shock(credit_codes, as_of=_day(as_of), distress=distress, window_months=window)
     data = report.as_dict(top=top)
     if as_json:
-        typer.echo(_dump(data))
+        echo_json(data)
         return
     typer.echo(
         f"as of {data['as_of']}: DebtRank {data['debtrank']:.4f} (relative value lost beyond the "

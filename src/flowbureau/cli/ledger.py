@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from flowbureau.cli.output import echo_json
+
 if TYPE_CHECKING:
     from flowbureau.ledger.consortium import Ledger
 
@@ -33,10 +35,6 @@ node_app = typer.Typer(
 platform_app = typer.Typer(help="The platform: receives bundles over HTTP.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
-
-def _echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, sort_keys=False))
 
 
 def _ledger() -> Ledger:
@@ -92,7 +90,7 @@ def init(
         data["policy"] = ledger.keys().to_json()
         data["size"] = ledger.log.size
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     typer.echo(f"keys in {keys_dir} (files 0600)")
     if ledger.founded:
@@ -107,7 +105,7 @@ def keys(as_json: JsonOption = False) -> None:
     """The trust policy: the log's verifier key, the witnesses' keys and the quorum."""
     policy = _ledger().keys().to_json()
     if as_json:
-        _echo_json(policy)
+        echo_json(policy)
         return
     typer.echo(f"log       {policy['log']}")
     for witness in policy["witnesses"]:
@@ -139,7 +137,7 @@ def prove(
     """Proof that a stored record is in the log: batch path, entry, log path, checkpoint."""
     proof = _ledger().prove(tx_id, bank_id=bank).to_json()
     if as_json:
-        _echo_json(proof)
+        echo_json(proof)
         return
     typer.echo(f"record leaf  {proof['leaf_hash']}")
     batch, log = proof["batch"], proof["log"]
@@ -157,7 +155,7 @@ def consistency(
     """Proof that the log of NEW entries extends the log of OLD entries (RFC 9162)."""
     proof = _ledger().consistency(old, new).to_json()
     if as_json:
-        _echo_json(proof)
+        echo_json(proof)
         return
     typer.echo(f"{old} -> {new}: {proof['old_root']} -> {proof['new_root']}")
     for node in proof["proof"]:
@@ -188,7 +186,7 @@ def verify(as_json: JsonOption = False) -> None:
         "unnamed": report.unnamed,
     }
     if as_json:
-        _echo_json(data)
+        echo_json(data)
     elif report.ok:
         typer.echo(
             f"ledger intact: {report.entries} entries, {report.checkpoints} checkpoints, "
@@ -219,7 +217,7 @@ def members(as_json: JsonOption = False) -> None:
         },
     }
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     for member in active:
         typer.echo(f"{member['bank_id']:16} {member['role']:8} {member['name']}")
@@ -241,7 +239,7 @@ def member(
     from flowbureau.ledger.membership import Member, Role
 
     keys = keystore(get_settings()).bank(bank)
-    _echo_json(Member(bank, name or bank, Role.BANK, member_keys(keys)).to_json())
+    echo_json(Member(bank, name or bank, Role.BANK, member_keys(keys)).to_json())
 
 
 @app.command("draft-genesis")
@@ -254,7 +252,7 @@ def draft_genesis(
 
     parsed = [Member.from_json(_read_json(path, "member document"), str(path)) for path in members]
     genesis = _ledger().draft_genesis(parsed, quorum=quorum)
-    _echo_json(genesis.to_json())
+    echo_json(genesis.to_json())
 
 
 @app.command("approve")
@@ -280,7 +278,7 @@ def approve(
         approval = genesis.approve(bank, signing)
     else:
         approval = Proposal.from_json(data).approve(bank, signing)
-    _echo_json(approval.to_json())
+    echo_json(approval.to_json())
 
 
 @app.command("found")
@@ -295,7 +293,7 @@ def found(
     signed = [Approval.from_json(_read_json(p, "approval"), str(p)) for p in approvals]
     ledger = _ledger()
     ledger.found_with(document, signed)
-    _echo_json(ledger.keys().to_json())
+    echo_json(ledger.keys().to_json())
 
 
 @app.command("propose")
@@ -321,7 +319,7 @@ def propose(
         raise InputError(f"bad proposal: {exc}", field="action") from None
     log = _ledger().log
     proposal = Proposal(chosen, log.membership.epoch, arguments, datetime.now(UTC))
-    _echo_json(proposal.to_json())
+    echo_json(proposal.to_json())
 
 
 @app.command("apply")
@@ -344,7 +342,7 @@ def apply(
         else Approval.from_json(_read_json(possession, "approval"), str(possession)).signature
     )
     receipt = _ledger().apply(document, signed, proof)
-    _echo_json(receipt.to_json())
+    echo_json(receipt.to_json())
 
 
 def audit_anchor(as_json: JsonOption = False) -> None:
@@ -363,7 +361,7 @@ def audit_anchor(as_json: JsonOption = False) -> None:
         engine.dispose()
     data = None if receipt is None else receipt.to_json()
     if as_json:
-        _echo_json({"anchored": data is not None, "receipt": data})
+        echo_json({"anchored": data is not None, "receipt": data})
     elif receipt is None:
         typer.echo("audit head unchanged since the last anchor (or the audit log is empty)")
     else:
@@ -414,7 +412,7 @@ def node_contribute(
         raise ConfigurationError("give --platform URL or set FLOWBUREAU_LEDGER__PLATFORM_URL")
     result = NodeService(settings, bank, PlatformClient(url)).contribute(paths)
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     report = result["ingest"]
     typer.echo(f"{report['new_records']} new records, {len(result['receipts'])} bundles accepted")

@@ -10,16 +10,15 @@ once before ``score run``.
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.progress import Progress
+from flowbureau.cli.output import echo_json, spinner
 
+if TYPE_CHECKING:
     from flowbureau.config import Settings
 
 app = typer.Typer(
@@ -29,10 +28,6 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
-
-def _dump(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str, indent=None)
 
 
 def _day(value: str | None, option: str) -> date | None:
@@ -50,20 +45,6 @@ def _today(settings: Settings) -> date:
     from zoneinfo import ZoneInfo
 
     return datetime.now(ZoneInfo(settings.timezone)).date()
-
-
-def _progress(enabled: bool) -> Progress:
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=True,
-    )
 
 
 def _check_database(settings: Settings) -> None:
@@ -138,7 +119,7 @@ def train(
         assert synthetic is not None
         observed = synthetic_outcomes(synthetic)
     cohorts = [d for d in (_day(v, "as_of") for v in as_of or []) if d is not None]
-    with _progress(not as_json) as bar:
+    with spinner(not as_json) as bar:
         task = bar.add_task("training")
         trained = train_and_save(
             warehouse=Warehouse.default(),
@@ -169,7 +150,7 @@ def train(
         "outcomes": "synthetic ground truth" if synthetic is not None else str(outcomes),
     }
     if as_json:
-        typer.echo(_dump(result))
+        echo_json(result)
         return
     from rich.console import Console
     from rich.table import Table
@@ -211,7 +192,7 @@ def run(
     evaluator = CreditEvaluator.load(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
-        with _progress(not as_json) as bar:
+        with spinner(not as_json) as bar:
             task = bar.add_task("scoring")
             report = evaluator.run(
                 warehouse=Warehouse.default(),
@@ -226,7 +207,7 @@ def run(
         engine.dispose()
     data = report.to_json()
     if as_json:
-        typer.echo(_dump(data))
+        echo_json(data)
         return
     from rich.console import Console
     from rich.table import Table
@@ -303,24 +284,22 @@ def show(
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(
-            _dump(
-                {
-                    "evaluation": latest.to_json(),
-                    "history": [
-                        {
-                            "as_of": e.as_of.isoformat(),
-                            "score": e.score,
-                            "pd": e.pd,
-                            "grade": e.grade,
-                            "model": e.model,
-                            "computed_at": e.computed_at.isoformat(),
-                        }
-                        for e in past
-                    ],
-                    "alerts": alert_rows,
-                }
-            )
+        echo_json(
+            {
+                "evaluation": latest.to_json(),
+                "history": [
+                    {
+                        "as_of": e.as_of.isoformat(),
+                        "score": e.score,
+                        "pd": e.pd,
+                        "grade": e.grade,
+                        "model": e.model,
+                        "computed_at": e.computed_at.isoformat(),
+                    }
+                    for e in past
+                ],
+                "alerts": alert_rows,
+            }
         )
         return
     _print_evaluation(latest, past, alert_rows)
@@ -448,7 +427,7 @@ def import_external(
     target = settings.scoring.external_dir or settings.data_dir / "external"
     copied = copy_files(directories, target)
     if as_json:
-        typer.echo(_dump({"directory": str(target), "files": copied}))
+        echo_json({"directory": str(target), "files": copied})
         return
     for kind, path in copied.items():
         typer.echo(f"{kind:<15} {path}")

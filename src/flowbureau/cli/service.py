@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from flowbureau.cli.output import echo_json
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -50,7 +52,7 @@ def _service() -> Iterator[tuple[ServiceContext, Session]]:
 
 def _emit(as_json: bool, data: dict[str, Any], lines: list[str]) -> None:
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, default=str))
+        echo_json(data)
     else:
         for line in lines:
             typer.echo(line)
