@@ -147,8 +147,8 @@ def run_demo(
     step("migrate the service database", migrate)
 
     def contribute() -> dict[str, Any]:
-        done = ingest([root / "banks"])
-        return {k: done.to_json()[k] for k in ("files", "records", "new_records", "quarantined")}
+        done = ingest([root / "banks"]).to_json()
+        return {k: done[k] for k in ("files", "records", "new_records", "quarantined")}
 
     step("ingest through the consortium log", contribute)
     step("detect anomalies", lambda: _anomaly(root, settings, parameters.anomaly_epochs))
