@@ -7,8 +7,11 @@ Run: ``.venv/bin/python bench/anomaly.py [--quick] [--seed N] [--work-dir DIR]
   ``N + 1`` held out) with planted-problem rates raised (``RATES``) so that every type has
   enough examples to measure, ingested through the real pipeline, pre-processed and
   featurised; duplicate postings are planted into both frames (0.3 %, different seeds).
-- The sequence model (default configuration, CPU, 1 thread) is trained on the first and
-  scored on the second; in the same run the baselines are fitted and scored on the same rows:
+- The sequence model (default configuration: a bidirectional GRU over each account's whole
+  history; ``--direction causal`` for the forward-only variant; CPU, 1 thread) is trained on
+  the first and scored on the second; in the same run the baselines are fitted and scored on
+  the same rows (the features are past-only for every detector; only the bidirectional
+  model's recurrence reads later rows):
   the robust per-account MAD z-score rule, PyOD ``IForest`` and ``ECOD`` on the model's own
   features (unsupervised, contamination = the training anomaly share), and, for reference, a
   supervised per-row LightGBM on the same features (no recurrence).
@@ -33,6 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +129,12 @@ def main() -> None:
         work_dir={"type": Path, "default": None, "help": "where to generate (default: a temp dir)"},
         export={"type": Path, "default": None, "help": "write anomaly.npz here for the GPU run"},
         epochs={"type": int, "default": None, "help": "training epochs (default 25; quick 8)"},
+        direction={
+            "type": str,
+            "default": "causal",
+            "choices": ("both", "causal"),
+            "help": "the model's direction: causal (default) or both",
+        },
     )
     enterprises, months = (20, 4) if args.quick else (150, 12)
     epochs = args.epochs or (8 if args.quick else 25)
@@ -146,8 +156,13 @@ def main() -> None:
     if args.export is not None:
         export(args.export / "anomaly.npz", train, test, list(FEATURE_NAMES))
 
-    model = SequenceAnomalyDetector(epochs=epochs, seed=args.seed, device="cpu")
+    model = SequenceAnomalyDetector(
+        epochs=epochs, seed=args.seed, device="cpu", direction=args.direction
+    )
+    cpu_before = time.process_time()
     model.fit(train.features, list(train.labels))
+    fit_cpu = time.process_time() - cpu_before
+    load_after_fit = os.getloadavg()
     with watch.time("score held-out"):
         analysis = model.analyse(test.features)
     share = float(np.mean(train.labels != "normal"))
@@ -179,7 +194,7 @@ def main() -> None:
         title=(
             f"held-out consortium (seed {args.seed + 1}): {len(test.features):,} entries, "
             f"{int(np.sum(test.labels != 'normal')):,} anomalous; trained on seed {args.seed} "
-            f"({len(train.features):,} entries)"
+            f"({len(train.features):,} entries); model direction {args.direction}"
         ),
         columns=("detector", "type", "positives", "AUPRC", "precision@k", "recall"),
     )
@@ -212,7 +227,11 @@ def main() -> None:
             "train_entries": len(train.features),
             "test_entries": len(test.features),
             "epochs": epochs,
+            "direction": args.direction,
             "fit_seconds_cpu": model.fit_seconds_,
+            "fit_cpu_time_seconds": fit_cpu,
+            "load_average_after_fit": [round(v, 2) for v in load_after_fit],
+            "load_average_end": [round(v, 2) for v in os.getloadavg()],
             "best_baseline": best_name,
             "auprc": {n: r["overall"]["auprc"] for n, r in metrics.items()},
             "auprc_by_type_model": {
@@ -231,7 +250,12 @@ def main() -> None:
     )
     print_summary(
         [
-            ("training (CPU, 1 thread)", f"{model.fit_seconds_:.1f} s for {epochs} epochs"),
+            (
+                f"training (CPU, 1 thread, direction {args.direction})",
+                f"{model.fit_seconds_:.1f} s wall, {fit_cpu:.1f} s CPU for {epochs} epochs "
+                f"(load average {load_after_fit[0]:.2f} / {load_after_fit[1]:.2f} / "
+                f"{load_after_fit[2]:.2f})",
+            ),
             ("held-out decimal slips", f"{int(slips.sum())}"),
             ("MAE model's value for a slip (location given)", f"{mae_model / 100:,.2f} yuan"),
             ("MAE naive fix (account median)", f"{mae_naive / 100:,.2f} yuan"),

@@ -2,11 +2,11 @@
 exported (``--export DIR`` writes ``DIR/anomaly.npz``).
 
 Run: ``python bench/anomaly_device.py --data DIR/anomaly.npz [--device cuda] [--seed N]
-[--epochs N]`` with ``src`` on ``PYTHONPATH``. It needs only torch, numpy, pandas and
-scikit-learn (no warehouse, no synth), so it runs on a GPU machine with its own Python. It
-trains the default configuration on the exported training split, times ``fit``, scores the
-held-out split and prints the overall AUPRC (to check the device learns the same thing), then
-one JSON line.
+[--epochs N] [--direction both|causal]`` with ``src`` on ``PYTHONPATH``. It needs only
+torch, numpy, pandas and scikit-learn (no warehouse, no synth), so it runs on a GPU machine
+with its own Python. It trains the default configuration on the exported training split,
+times ``fit``, scores the held-out split and prints the overall AUPRC (to check the device
+learns the same thing), then one JSON line.
 """
 
 from __future__ import annotations
@@ -49,12 +49,15 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--direction", default="causal", choices=("both", "causal"))
     args = parser.parse_args()
     data = dict(np.load(args.data))
     names = [str(n) for n in data["names"]]
     train, test = frame(data, "train", names), frame(data, "test", names)
     labels = [v or None for v in data["train_labels"].tolist()]
-    model = SequenceAnomalyDetector(epochs=args.epochs, seed=args.seed, device=args.device)
+    model = SequenceAnomalyDetector(
+        epochs=args.epochs, seed=args.seed, device=args.device, direction=args.direction
+    )
     model.fit(train, labels, feature_names=names)
     scores = model.decision_function(test)
     truth = [v or None for v in data["test_labels"].tolist()]
@@ -76,6 +79,7 @@ def main() -> None:
                     "torch": torch.__version__,
                     "fit_seconds": round(model.fit_seconds_, 3),
                     "epochs": args.epochs,
+                    "direction": args.direction,
                     "train_entries": len(train),
                     "auprc_overall": round(auprc, 6),
                 },

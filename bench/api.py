@@ -22,12 +22,18 @@ machine: the run records the load average before and after, and the server's own
 per request (user + system of the uvicorn processes over each round, from ``/proc``), which
 contention does not inflate the way it inflates wall-clock latency.
 
+The run ends with an in-process measurement (``--in-process N`` requests per route, 0 skips
+it): the same app built in a child process and called through ASGI directly, no HTTP server, no
+load generator, so the CPU time per request (all threads of the process) measures the route's own
+cost, least inflated by other jobs on the machine.
+
 Goals: score throughput at least half of ``/healthz``'s; score p99 under 25 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -127,6 +133,68 @@ print(key)
     return done.stdout.strip().splitlines()[-1]
 
 
+_IN_PROCESS = """
+import asyncio, json, sys, time
+from flowbureau.service.app import create_app
+
+app = create_app()
+key, code, block = sys.argv[1], sys.argv[2], max(1, int(sys.argv[3]) // 5)
+base = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "root_path": "", "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000)}
+headers = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")]
+routes = {
+    "healthz": ("/healthz", b"", headers),
+    "score": (f"/v1/enterprises/{code}/score", b"purpose=pre_loan_review",
+              headers + [(b"authorization", f"Bearer {key}".encode())]),
+}
+
+async def call(path, query, request_headers):
+    status = 0
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+    scope = dict(base, path=path, raw_path=path.encode(), query_string=query,
+                 headers=request_headers, state={})
+    await app(scope, receive, send)
+    return status
+
+async def main():
+    cpu = {name: [] for name in routes}
+    async with app.router.lifespan_context(app):
+        for route in routes.values():  # warm-up
+            for _ in range(100):
+                assert await call(*route) == 200
+        for _ in range(5):  # alternate short blocks; keep each route's fastest
+            for name, route in routes.items():
+                started = time.process_time()
+                for _ in range(block):
+                    assert await call(*route) == 200
+                cpu[name].append((time.process_time() - started) * 1000 / block)
+    print(json.dumps({name: sorted(values) for name, values in cpu.items()}))
+
+asyncio.run(main())
+"""
+
+
+def _in_process(env: dict[str, str], key: str, count: int) -> dict[str, list[float]]:
+    """CPU ms per request of each route called in-process (5 blocks each, sorted)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_PROCESS, key, CODE, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"in-process measurement failed:\n{done.stderr[-2000:]}")
+    result: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _process_tree_cpu(root: int) -> float:
     """CPU seconds (user + system) used so far by ``root`` and its descendants (Linux /proc)."""
     parents: dict[int, int] = {}
@@ -223,12 +291,22 @@ def _combine(parts: list[Load]) -> Load:
     )
 
 
+def _fastest(in_process: dict[str, list[float]], name: str) -> float | None:
+    values = in_process.get(name)
+    return round(min(values), 3) if values else None
+
+
 def main() -> None:
     """Run the benchmark and print the report."""
     args = parse_args(
         __doc__.splitlines()[0],
         connections={"type": int, "default": 4, "help": "concurrent connections (default 4)"},
         seconds={"type": int, "default": None, "help": "seconds per round (default 8, quick 3)"},
+        in_process={
+            "type": int,
+            "default": None,
+            "help": "requests per route in-process, 0 skips (default 2000, quick 300)",
+        },
     )
     seconds = args.seconds or (3 if args.quick else 8)
     root = Path(tempfile.mkdtemp(prefix="fb-bench-api-"))
@@ -298,11 +376,18 @@ def main() -> None:
         for _ in range(2):
             for name in routes:
                 rounds[name].append(measure(name, seconds))
-    finally:
         server.terminate()
         server.wait(timeout=20)
+        load_after = os.getloadavg()
+        in_process_count = (
+            args.in_process if args.in_process is not None else (300 if args.quick else 2000)
+        )
+        in_process = _in_process(env, key, in_process_count) if in_process_count > 0 else {}
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=20)
         shutil.rmtree(root, ignore_errors=True)
-    load_after = os.getloadavg()
     health, score = _combine(rounds["healthz"]), _combine(rounds["score"])
     report = Report(
         "api",
@@ -333,12 +418,24 @@ def main() -> None:
             "score_p99_ms": score.p99_ms,
             "healthz_server_cpu_ms_per_request": health.cpu_ms_per_request,
             "score_server_cpu_ms_per_request": score.cpu_ms_per_request,
+            "in_process_healthz_cpu_ms_per_request": _fastest(in_process, "healthz"),
+            "in_process_score_cpu_ms_per_request": _fastest(in_process, "score"),
             "load_average_1m_before": load_before[0],
             "load_average_1m_after": load_after[0],
             "errors": health.errors + score.errors,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
+    if in_process:
+        report.row(
+            "in-process /healthz | score (CPU ms/req, fastest of 5 blocks)",
+            "",
+            "",
+            "",
+            "",
+            f"{_fastest(in_process, 'healthz'):.2f} | {_fastest(in_process, 'score'):.2f}",
+            "",
+        )
     report.goal("score_throughput_vs_healthz", ratio, 0.5, higher_is_better=True)
     report.goal("score_p99_ms", score.p99_ms, 25.0, higher_is_better=False)
     report.print()

@@ -4,7 +4,8 @@
   native formats, planted problems at raised rates) generated and ingested once per session.
 - ``prepared``: its transactions pre-processed, featurised and labelled from the ground truth
   (with planted duplicate postings), once per session.
-- ``tiny_model``: a small detector (hidden 16, 8 epochs) fitted on ``prepared`` once.
+- ``tiny_model``: a small bidirectional detector (hidden 16, 8 epochs) fitted on ``prepared``
+  once; ``causal_model``: a small forward-only one (the default direction; 2 epochs).
 - ``data_dir``: a private copy of the consortium's data directory, made the current
   ``FLOWBUREAU_DATA_DIR`` for one test (so tests that write corrections never interfere).
 """
@@ -85,16 +86,30 @@ def prepared(consortium: Consortium) -> Prepared:
     return Prepared(frame, pre.frame, features, labels)
 
 
-TINY = {"hidden_size": 16, "epochs": 8, "batch_size": 8, "window": 64, "device": "cpu"}
+TINY = {"hidden_size": 16, "epochs": 8, "batch_size": 8, "device": "cpu"}
 """Parameters of the small model the tests train (8 epochs: the anomaly score comes from the
 type head, which 4 epochs of a hidden-16 model leave undertrained)."""
 
 
 @pytest.fixture(scope="session")
 def tiny_model(prepared: Prepared):  # type: ignore[no-untyped-def]
+    """The small bidirectional model."""
     from flowbureau.anomaly.model import SequenceAnomalyDetector
 
-    return SequenceAnomalyDetector(**TINY, seed=3).fit(prepared.features, prepared.labels)
+    return SequenceAnomalyDetector(**TINY, direction="both", seed=3).fit(
+        prepared.features, prepared.labels
+    )
+
+
+@pytest.fixture(scope="session")
+def causal_model(prepared: Prepared):  # type: ignore[no-untyped-def]
+    """A small causal (forward-only) model; 2 epochs: the tests using it check what a later
+    entry can change, not what the model learnt."""
+    from flowbureau.anomaly.model import SequenceAnomalyDetector
+
+    return SequenceAnomalyDetector(**{**TINY, "epochs": 2}, direction="causal", seed=3).fit(
+        prepared.features, prepared.labels
+    )
 
 
 @pytest.fixture

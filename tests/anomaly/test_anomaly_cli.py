@@ -122,6 +122,9 @@ def test_train_run_show_label_and_revert(
     assert "no correction" in err
     status, _, err = run(monkeypatch, capsys, "anomaly", "train", "--device", "tpu")
     assert status == 2
+    status, _, err = run(monkeypatch, capsys, "anomaly", "train", "--direction", "sideways")
+    assert status == 2
+    assert "--direction" in err
 
 
 def test_run_without_a_model_says_what_to_do(

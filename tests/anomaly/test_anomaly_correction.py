@@ -135,6 +135,80 @@ def test_only_proposals_reaching_the_bar_are_applied(data_dir: Path) -> None:
     assert view("SELECT count(correction_id) AS n FROM transactions")[0]["n"] == 1
 
 
+def slip_proposal(
+    r: dict[str, object], divisor: int, *, source: str = "model", confidence: float = 0.995
+) -> CorrectionProposal:
+    """A decimal-slip proposal for row ``r`` (``tx_id``, ``account_id``, ``amount_minor``)."""
+    amount = int(r["amount_minor"])  # type: ignore[call-overload]
+    return CorrectionProposal(
+        tx_id=str(r["tx_id"]),
+        account_id=str(r["account_id"]),
+        original_minor=amount,
+        corrected_minor=amount // divisor,
+        anomaly_type="typo_x10" if divisor == 10 else "typo_x100",
+        reason="test",
+        source=source,
+        model_version="v0001",
+        confidence=confidence,
+    )
+
+
+def test_a_revert_or_an_analyst_label_is_not_undone_by_another_proposal(data_dir: Path) -> None:
+    (a, b) = view("SELECT tx_id, account_id, amount_minor FROM transactions LIMIT 2")
+    (first,) = apply_corrections([slip_proposal(a, 10)], confidence=0.99, actor="run")
+    revert_correction(first.correction_id, actor="ana", note="the amount is right")
+    # a later run (the model now reading more entries) proposes another value: not applied
+    assert apply_corrections([slip_proposal(a, 100)], confidence=0.99, actor="run") == []
+    assert apply_corrections([slip_proposal(a, 10)], confidence=0.99, actor="run") == []
+    # an analyst's label reopens the entry for that type only
+    label_transaction(tx_id=str(a["tx_id"]), label="typo_x100", analyst="ana")
+    assert apply_corrections([slip_proposal(a, 10)], confidence=0.99, actor="run") == []
+    (second,) = apply_corrections([slip_proposal(a, 100)], confidence=0.99, actor="run")
+    assert second.corrected_minor == int(a["amount_minor"]) // 100  # type: ignore[call-overload]
+    # an entry the analyst labelled something other than a slip is never corrected
+    label_transaction(tx_id=str(b["tx_id"]), label="outlier", analyst="ana")
+    for source in ("model", "rule"):
+        assert (
+            apply_corrections([slip_proposal(b, 10, source=source)], confidence=0.99, actor="run")
+            == []
+        )
+
+
+def test_a_later_run_keeps_a_correction_it_no_longer_proposes_and_says_so(
+    data_dir: Path, tiny_model
+) -> None:
+    save_version(tiny_model, models_dir(get_settings()))
+    # a correction an earlier run applied, which the current model does not propose
+    (row,) = view(
+        "SELECT tx_id, account_id, amount_minor FROM transactions "
+        "WHERE amount_minor % 100 = 0 AND amount_minor <> 0 ORDER BY tx_id LIMIT 1"
+    )
+    (earlier,) = apply_corrections([slip_proposal(row, 100)], confidence=0.99, actor="run")
+    report = run_detection(confidence=0.9)
+    assert report.corrections_unsupported >= 1
+    info = AnomalyStore.default().run_info(report.run_id)
+    assert earlier.correction_id in info["unsupported_corrections"]
+    (shown,) = view(
+        f"SELECT correction_id, corrected_amount_minor FROM transactions "
+        f"WHERE tx_id = '{row['tx_id']}'"
+    )
+    assert shown["correction_id"] == earlier.correction_id  # still in effect
+    entry = next(
+        e for e in account_report(str(row["account_id"])).entries if e["tx_id"] == row["tx_id"]
+    )
+    assert entry["corrections"][0]["unsupported_by_latest_run"] is True
+    # the next run over the same entries backs what the first run applied, not the other one
+    again = run_detection(confidence=0.9)
+    listed = set(AnomalyStore.default().run_info(again.run_id)["unsupported_corrections"])
+    applied = {c.correction_id for c in corrections(AnomalyStore.default())} - {
+        earlier.correction_id
+    }
+    assert applied
+    assert not applied & listed
+    assert listed == {earlier.correction_id}
+    assert again.corrections_unsupported == 1
+
+
 def test_analysts_confirm_reject_and_label_and_labels_feed_training(
     detected, consortium: Consortium
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from flowbureau.anomaly.baselines import MadRule, PyodBaseline
 from flowbureau.anomaly.evaluation import detection_metrics
 from flowbureau.anomaly.features import FEATURE_NAMES
 from flowbureau.anomaly.model import (
+    FORMAT_VERSION,
     MODEL_FILE,
     SequenceAnomalyDetector,
     list_versions,
@@ -41,7 +43,9 @@ def test_the_small_model_learns_the_planted_anomalies(prepared: Prepared, tiny_m
 
 
 def test_training_is_deterministic_for_a_seed(prepared: Prepared, tiny_model) -> None:
-    again = SequenceAnomalyDetector(**TINY, seed=3).fit(prepared.features, prepared.labels)
+    again = SequenceAnomalyDetector(**TINY, direction="both", seed=3).fit(
+        prepared.features, prepared.labels
+    )
     for name, tensor in tiny_model.network_.state_dict().items():
         assert torch.equal(tensor, again.network_.state_dict()[name]), name
     assert again.training_fingerprint_ == tiny_model.training_fingerprint_
@@ -88,6 +92,39 @@ def test_a_tampered_or_foreign_artefact_is_refused(tiny_model, tmp_path: Path) -
         SequenceAnomalyDetector.load(other)
 
 
+def test_an_artefact_of_the_earlier_format_is_refused(tiny_model, tmp_path: Path) -> None:
+    """A format-1 artefact (the causal GRU trained on windows, with a ``window`` parameter)
+    is refused with an error saying to retrain, before its parameters are used."""
+    path = tiny_model.save(tmp_path / "old")
+    manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["params"]["direction"] == "both"
+    params = {k: v for k, v in manifest["params"].items() if k != "direction"}
+    manifest.update(format_version=1, params={**params, "window": 128})
+    (path / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    with pytest.raises(ModelError, match=r"format 1.*retrain"):
+        SequenceAnomalyDetector.load(path)
+
+
+def test_the_causal_variant_saves_and_reloads(
+    prepared: Prepared, causal_model, tmp_path: Path
+) -> None:
+    """``direction="causal"`` is a forward GRU (half the recurrent weights of the bidirectional
+    one) and round-trips like it."""
+    state = causal_model.network_.state_dict()
+    assert not any(name.endswith("_reverse") for name in state)
+    both = SequenceAnomalyDetector(**TINY, direction="both")._network(
+        len(FEATURE_NAMES), len(ANOMALY_TYPES)
+    )
+    assert any(name.endswith("_reverse") for name in both.state_dict())
+    _, loaded = load_version(tmp_path, save_version(causal_model, tmp_path))
+    assert loaded.direction == "causal"
+    assert np.array_equal(
+        loaded.decision_function(prepared.features),
+        causal_model.decision_function(prepared.features),
+    )
+
+
 def test_the_estimator_contract(prepared: Prepared) -> None:
     detector = SequenceAnomalyDetector(hidden_size=8, epochs=1)
     assert clone(detector).get_params() == detector.get_params()
@@ -100,8 +137,12 @@ def test_the_estimator_contract(prepared: Prepared) -> None:
     with pytest.raises(ModelInputError, match="no labelled rows"):
         detector.fit(prepared.features, [None] * len(prepared.features))
     with pytest.raises(ModelInputError) as error:
-        SequenceAnomalyDetector(window=0).fit(prepared.features, prepared.labels)
-    assert error.value.field == "window"
+        SequenceAnomalyDetector(batch_size=0).fit(prepared.features, prepared.labels)
+    assert error.value.field == "batch_size"
+    with pytest.raises(ModelInputError) as error:
+        SequenceAnomalyDetector(direction="backward").fit(prepared.features, prepared.labels)
+    assert error.value.field == "direction"
+    assert SequenceAnomalyDetector().direction == "causal"
     missing = prepared.features.drop(columns=["gap_days"])
     with pytest.raises(ModelInputError) as error:
         detector.fit(missing, prepared.labels)

@@ -106,3 +106,25 @@ def test_isotonic_is_constant_beyond_the_data() -> None:
     assert low == 1 - BASEL_PD_FLOOR
     assert high == BASEL_PD_FLOOR
     assert calibrator.pd_one(515.0) == pytest.approx(calibrator.predict([515.0])[0])
+
+
+def test_groups_reach_every_fold_and_the_final_fit() -> None:
+    rng = np.random.default_rng(5)
+    n = 1200
+    group = np.where(np.arange(n) < 2 * n // 3, "A", "B")
+    steady, flip = rng.normal(size=n), rng.normal(size=n)
+    logit = -1.0 + steady + np.where(group == "A", 1.5, -0.8) * flip
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
+    X = pd.DataFrame({"steady": steady, "flip": flip})
+    plain = CalibratedModel(ScorecardModel(), cv=3).fit(X, y)
+    assert "flip" in plain.estimator_.weights_.index
+    grouped = CalibratedModel(ScorecardModel(), cv=3).fit(X, y, groups=group)
+    assert "flip" not in grouped.estimator_.weights_.index
+    assert "unstable" in grouped.estimator_.dropped_features_["flip"]
+    # the out-of-fold scores come from fold models that got their rows' groups too
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    for train, test in folds.split(X, y):
+        fold = ScorecardModel().fit(X.iloc[train], y[train], groups=group[train])
+        assert np.array_equal(grouped.oof_score_[test], fold.credit_score(X.iloc[test]))
+    with pytest.raises(ModelInputError, match="one label per row"):
+        CalibratedModel(ScorecardModel(), cv=3).fit(X, y, groups=group[:5])

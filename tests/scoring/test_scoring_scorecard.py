@@ -209,10 +209,85 @@ def test_fit_is_deterministic(synthetic) -> None:
 
 def test_wrong_sign_weights_are_dropped(german) -> None:
     X, y = german
-    loose = ScorecardModel(min_iv=0.0, enforce_signs=False).fit(X, y)
+    # no cap and no correlation pruning: every item enters, so the sign check has work to do
+    free = {"max_items": None, "max_correlation": None}
+    loose = ScorecardModel(min_iv=0.0, enforce_signs=False, **free).fit(X, y)
     wrong = set(loose.weights_[loose.weights_ > 0].index)
     assert wrong  # weak, collinear items do get the wrong sign on this data
-    strict = ScorecardModel(min_iv=0.0).fit(X, y)
+    strict = ScorecardModel(min_iv=0.0, **free).fit(X, y)
     assert (strict.weights_ <= 0).all()
     signed_out = {n for n, why in strict.dropped_features_.items() if "wrong sign" in why}
     assert signed_out & wrong
+
+
+def test_max_items_keeps_the_strongest_items(synthetic) -> None:
+    X, y = synthetic
+    free = ScorecardModel(min_iv=0.0, max_items=None, max_correlation=None).fit(X, y)
+    assert len(free.selection_order_) > 2
+    capped = ScorecardModel(min_iv=0.0, max_items=2, max_correlation=None).fit(X, y)
+    ranked = sorted(free.selection_order_, key=lambda n: -free.iv_[n])
+    assert capped.selection_order_ == ranked[:2]
+    assert set(capped.weights_.index) <= set(ranked[:2])
+    for name in ranked[2:]:
+        assert "max_items" in capped.dropped_features_[name]
+    # the points table, SQL and the fast path cover only the kept items
+    assert set(capped.points_table_["feature"]) == set(capped.weights_.index)
+    rows = X.iloc[:20]
+    assert [capped.score_one(r) for r in rows.to_dict("records")] == (
+        capped.credit_score(rows).tolist()
+    )
+
+
+def test_correlated_items_are_pruned(synthetic) -> None:
+    X, y = synthetic
+    X = X.assign(cash_copy=X["cash_days"] * 2.0 + 1.0)  # same ranking, same bins
+    free = ScorecardModel(max_items=None, max_correlation=None, enforce_signs=False).fit(X, y)
+    assert {"cash_days", "cash_copy"} <= set(free.weights_.index)
+    pruned = ScorecardModel(max_items=None, max_correlation=0.7).fit(X, y)
+    kept = {"cash_days", "cash_copy"} & set(pruned.weights_.index)
+    assert len(kept) == 1
+    (gone,) = {"cash_days", "cash_copy"} - kept
+    assert "correlation" in pruned.dropped_features_[gone]
+    assert repr(kept.pop()) in pruned.dropped_features_[gone]
+
+
+def _flipping_feature(n: int = 1200, seed: int = 5) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``flip`` ranks cohort A strongly, cohort B the other way; ``steady`` ranks both."""
+    rng = np.random.default_rng(seed)
+    group = np.where(np.arange(n) < 2 * n // 3, "A", "B")
+    steady = rng.normal(size=n)
+    flip = rng.normal(size=n)
+    sign = np.where(group == "A", 1.5, -0.8)
+    logit = -1.0 + 1.0 * steady + sign * flip
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"steady": steady, "flip": flip}), y, group
+
+
+def test_items_that_reverse_in_a_group_are_dropped() -> None:
+    X, y, group = _flipping_feature()
+    plain = ScorecardModel().fit(X, y)
+    assert "flip" in plain.weights_.index  # pooled, it looks useful
+    assert plain.group_auc_ == {}
+    stable = ScorecardModel().fit(X, y, groups=group)
+    assert "flip" not in stable.weights_.index
+    assert "unstable" in stable.dropped_features_["flip"]
+    assert "group B" in stable.dropped_features_["flip"]
+    assert stable.group_auc_["flip"]["B"] < 0.5 < stable.group_auc_["flip"]["A"]
+    assert "steady" in stable.weights_.index
+    assert min(stable.group_auc_["steady"].values()) > 0.5
+    # a group with too few bads is not judged
+    few = ScorecardModel(min_group_bads=10_000).fit(X, y, groups=group)
+    assert "flip" in few.weights_.index
+    assert few.group_auc_["flip"] == {}
+
+
+def test_selection_parameters_are_checked(synthetic) -> None:
+    X, y = synthetic
+    with pytest.raises(ModelInputError, match="max_items"):
+        ScorecardModel(max_items=0).fit(X, y)
+    with pytest.raises(ModelInputError, match="max_correlation"):
+        ScorecardModel(max_correlation=1.5).fit(X, y)
+    with pytest.raises(ModelInputError, match="min_group_bads"):
+        ScorecardModel(min_group_bads=0).fit(X, y)
+    with pytest.raises(ModelInputError, match="one label per row"):
+        ScorecardModel().fit(X, y, groups=["a"] * 3)

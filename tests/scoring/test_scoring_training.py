@@ -125,3 +125,19 @@ def test_too_few_bads_is_a_model_error() -> None:
     y[0] = 1
     with pytest.raises(ModelError):
         CreditModel(cv=2).fit(X, y)
+
+
+def test_credit_model_passes_its_selection_rule_and_cohorts_to_the_scorecard(synthetic) -> None:
+    X, y = synthetic
+    X = X.assign(flip=np.random.default_rng(1).normal(size=len(X)))
+    # "flip" ranks the first cohort one way and the second the other way
+    cohort = np.where(np.arange(len(X)) < len(X) // 2, "2023-01", "2023-02")
+    rank = np.where(cohort == "2023-01", 1.0, -1.0) * X["flip"].to_numpy()
+    y = np.where(rank > 1.0, 1, np.where(rank < -1.0, 0, y))
+    model = CreditModel(cv=2, max_items=2, C=0.05, challenger=False).fit(X, y, groups=cohort)
+    card = model.scorecard_
+    assert (card.max_items, card.C) == (2, 0.05)
+    assert 1 <= len(card.weights_) <= 2
+    assert "unstable" in card.dropped_features_["flip"]
+    assert model.metrics_["selected_features"] == len(card.weights_)
+    assert CreditModel().get_params()["max_items"] == 10

@@ -1,9 +1,14 @@
 """The service database: migrations match the models (SQLite and PostgreSQL), timestamps stay
-aware UTC, SQLite enforces foreign keys; a whole journey runs on PostgreSQL too."""
+aware UTC, SQLite enforces foreign keys and is checkpointed off the commit path; a whole
+journey runs on PostgreSQL too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +24,9 @@ from flowbureau.service import accounts, apikeys, audit
 from flowbureau.service.app import create_app
 from flowbureau.service.context import build_context
 from flowbureau.service.models import Institution
+from flowbureau.storage import database
 from flowbureau.storage.database import (
+    WalCheckpointer,
     current_revision,
     head_revision,
     load_models,
@@ -92,7 +99,13 @@ def test_sqlite_files_run_wal_without_an_fsync_per_commit(tmp_path: Path) -> Non
         with engine.connect() as conn:
             pragma = {
                 name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+                for name in (
+                    "journal_mode",
+                    "synchronous",
+                    "foreign_keys",
+                    "busy_timeout",
+                    "wal_autocheckpoint",
+                )
             }
     finally:
         engine.dispose()
@@ -102,7 +115,75 @@ def test_sqlite_files_run_wal_without_an_fsync_per_commit(tmp_path: Path) -> Non
         "synchronous": 1,
         "foreign_keys": 1,
         "busy_timeout": 10000,
+        "wal_autocheckpoint": 10000,  # a safety net: WalCheckpointer checkpoints
     }
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _in_database_file(db: Path, copy: Path) -> list[int] | None:
+    """The rows of ``t`` the database file holds by itself (without its write-ahead log);
+    ``None`` while it has no table ``t`` (or the copy caught a checkpoint half-way)."""
+    shutil.copyfile(db, copy)
+    try:
+        with closing(sqlite3.connect(copy)) as conn:
+            return [row[0] for row in conn.execute("SELECT n FROM t ORDER BY n")]
+    except sqlite3.DatabaseError:
+        return None
+
+
+def test_a_commit_does_not_checkpoint_the_log_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "_CHECKPOINT_INTERVAL_S", 3600.0)
+    db = tmp_path / "quiet.db"
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER, pad BLOB)")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # the table, on disk
+            for n in range(1200):  # > 1,000 pages: SQLite's default would checkpoint in a commit
+                conn.exec_driver_sql(f"INSERT INTO t VALUES ({n}, zeroblob(3000))")
+                conn.commit()
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1200
+        # the commits are in the log only; the checkpointer thread (asleep here) copies them
+        assert _in_database_file(db, tmp_path / "copy.db") == []
+        assert WalCheckpointer.running(str(db)) is not None
+    finally:
+        engine.dispose()
+
+
+def test_the_checkpointer_copies_commits_into_the_database_file_then_rests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "_CHECKPOINT_INTERVAL_S", 0.02)
+    monkeypatch.setattr(database, "_CHECKPOINTER_IDLE_ROUNDS", 5)
+    db = tmp_path / "busy.db"
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        assert _wait_for(lambda: _in_database_file(db, tmp_path / "copy.db") == [1])
+        assert _wait_for(lambda: WalCheckpointer.running(str(db)) is None)  # idle: ended
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        assert WalCheckpointer.running(str(db)) is not None  # the next write starts one
+        assert _wait_for(lambda: _in_database_file(db, tmp_path / "copy.db") == [1, 2])
+        with engine.connect() as conn:  # reads and rollbacks start nothing
+            conn.exec_driver_sql("INSERT INTO t VALUES (3)")
+            conn.rollback()
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -18,9 +18,15 @@ from flowbureau.errors import InputError
 from flowbureau.formats import read_file, reconcile
 from flowbureau.synth import SynthConfig, generate, resolve_formats
 from flowbureau.synth.calendar import Calendar
-from flowbureau.synth.flows import FLOW, FlowSimulator
-from flowbureau.synth.health import simulate_health
-from flowbureau.synth.world import DIVISIONS, INDUSTRY_PROFILES, World, build_world
+from flowbureau.synth.flows import FLOW, FlowSimulator, MonthEntries
+from flowbureau.synth.health import (
+    MIN_IMPACT,
+    RECEIVABLE_LOSS,
+    HealthPanel,
+    simulate_health,
+    unpaid_share,
+)
+from flowbureau.synth.world import DIVISIONS, INDUSTRY_PROFILES, KIND_MEMBER, World, build_world
 
 SMALL = {"enterprises": 30, "banks": 6, "months": 6, "seed": 11}
 
@@ -283,7 +289,12 @@ def test_defaults_are_driven_by_health(large_world: tuple[World, Calendar]) -> N
     within = defaulted & (health.default_month < 12)
     assert _auc(health.pd_12m[alive, 0], within[alive]) > 0.72
     assert abs(health.pd_12m[:, 0].mean() - within.mean()) < 0.35 * within.mean()
-    assert set(health.shocks.kind) >= {"planted", "contagion", "default_contagion"}
+    assert set(health.shocks.column("kind")) >= {
+        "planted",
+        "contagion",
+        "default_contagion",
+        "receivable",
+    }
 
 
 def test_supply_chain_is_industry_aware_with_a_heavy_tail(
@@ -302,8 +313,10 @@ def test_supply_chain_is_industry_aware_with_a_heavy_tail(
     assert allowed / len(links.supplier) > 0.95
 
 
-def test_observable_flows_carry_the_health_signal() -> None:
-    small = build_world(
+@pytest.fixture(scope="module")
+def simulated() -> tuple[World, HealthPanel, list[MonthEntries]]:
+    """600 enterprises x 12 months simulated in memory (no files)."""
+    world = build_world(
         seed=6,
         start=date(2024, 1, 1),
         months=12,
@@ -311,14 +324,21 @@ def test_observable_flows_carry_the_health_signal() -> None:
         banks=resolve_formats(None, 5, 6),
         config=SynthConfig(),
     )
-    short = Calendar(date(2024, 1, 1), 12)
-    health = simulate_health(small, short)
-    flows = FlowSimulator(small, health, short, anomalies=False)
+    calendar = Calendar(date(2024, 1, 1), 12)
+    health = simulate_health(world, calendar)
+    flows = FlowSimulator(world, health, calendar, anomalies=False)
+    return world, health, [flows.month(t) for t in range(12)]
+
+
+def test_observable_flows_carry_the_health_signal(
+    simulated: tuple[World, HealthPanel, list[MonthEntries]],
+) -> None:
+    small, health, months = simulated
     owner = small.accounts.owner
     weak_months = strong_months = weak_online = strong_online = 0
     sales = [[], []]
     for t in range(12):
-        events = flows.month(t).events
+        events = months[t].events
         h = health.health[:, t]
         weak = (h < -1.0) & health.active[:, t]
         strong = (h > 0.5) & health.active[:, t]
@@ -340,6 +360,103 @@ def test_observable_flows_carry_the_health_signal() -> None:
         sales[1].extend((income / base)[strong].tolist())
     assert weak_online / weak_months > 10 * max(strong_online / strong_months, 1e-4)
     assert np.median(sales[0]) < np.median(sales[1])
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+
+
+def test_health_shows_in_levels_of_cash_and_borrowing(
+    simulated: tuple[World, HealthPanel, list[MonthEntries]],
+) -> None:
+    """Healthier firms hold more cash relative to their own outgoings (a level, comparable
+    across firms of any size) and borrow less online; the weakest run near-empty accounts."""
+    world, health, months = simulated
+    n = world.enterprises.n
+    owner = world.accounts.owner
+    cny = ~world.accounts.usd
+    outflow = np.zeros(n)
+    online = np.zeros(n)
+    for month in months[6:]:
+        ev = month.events
+        real = (
+            (ev.amount < 0)
+            & ~np.isin(ev.flow, [FLOW["internal_out"], FLOW["fx_sell"]])
+            & cny[ev.acct]
+        )
+        outflow -= np.bincount(owner[ev.acct], weights=np.where(real, ev.amount, 0), minlength=n)
+        online += np.bincount(
+            owner[ev.acct], weights=ev.flow == FLOW["online_drawdown"], minlength=n
+        )
+    cash = np.bincount(owner[cny], weights=months[-1].closing[cny], minlength=n)
+    alive = health.active[:, -1] & (outflow > 0)
+    cover = cash[alive] / (outflow[alive] / 6)
+    h = health.health[alive, -1]
+    assert _spearman(cover, h) > 0.5
+    terciles = np.quantile(h, [1 / 3, 2 / 3])
+    group = np.searchsorted(terciles, h)
+    medians = [float(np.median(cover[group == g])) for g in range(3)]
+    assert medians[0] < medians[1] < medians[2]
+    borrowing = [float(online[alive][group == g].mean()) for g in range(3)]
+    assert borrowing[0] > 2 * borrowing[1] > 0
+    assert borrowing[1] > borrowing[2]
+
+
+def test_distressed_customers_leave_receivables_unpaid(
+    simulated: tuple[World, HealthPanel, list[MonthEntries]],
+) -> None:
+    world, health, months = simulated
+    links = world.links
+    shocks = {name: health.shocks.column(name) for name in ("kind", "source", "target", "month")}
+    impacts = health.shocks.column("impact")
+    rows = np.flatnonzero(shocks["kind"] == "receivable")
+    assert len(rows) > 50
+    edges = set(zip(links.customer.tolist(), links.supplier.tolist(), strict=True))
+    per_edge: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for i in rows.tolist():
+        source, target = int(shocks["source"][i]), int(shocks["target"][i])
+        t = int(shocks["month"][i])
+        assert (source, target) in edges
+        assert health.active[source, t]
+        assert impacts[i] <= -MIN_IMPACT
+        # impact = -RECEIVABLE_LOSS x dependence(edge) x unpaid_share(customer's last health)
+        unpaid = float(unpaid_share(health.health[source, t - 1]))
+        per_edge[(source, target)].append(-float(impacts[i]) / (RECEIVABLE_LOSS * unpaid))
+    for ratios in per_edge.values():
+        assert max(ratios) - min(ratios) < 1e-3 * max(ratios)  # the edge's dependence
+        assert 0 < ratios[0] <= 0.8 * (1 + 1e-3)  # dependence is capped at 0.8
+    # in the flows: member purchases (dropped when unpaid) against external ones (always paid)
+    owner = world.accounts.owner
+    member = world.counterparties.kind == KIND_MEMBER
+    paid = {"weak": [0.0, 0.0], "healthy": [0.0, 0.0]}
+    for t, month in enumerate(months[1:], start=1):
+        ev = month.events
+        buy = (ev.flow == FLOW["purchase"]) & (ev.amount < 0) & (ev.anomaly == 0)
+        to_member = buy & member[np.maximum(ev.cp, 0)]
+        n = world.enterprises.n
+        inside = -np.bincount(
+            owner[ev.acct], weights=np.where(to_member, ev.amount, 0), minlength=n
+        )
+        outside = -np.bincount(
+            owner[ev.acct], weights=np.where(buy & ~to_member, ev.amount, 0), minlength=n
+        )
+        previous = health.health[:, t - 1]
+        solvent = health.default_month < 0
+        for name, chosen in (("weak", previous < -1.5), ("healthy", previous > 0.0)):
+            has = chosen & solvent & (links.member_purchase_share > 0)
+            paid[name][0] += inside[has].sum()
+            paid[name][1] += outside[has].sum()
+    weak = paid["weak"][0] / paid["weak"][1]
+    healthy = paid["healthy"][0] / paid["healthy"][1]
+    assert weak < 0.8 * healthy
+    # a defaulted customer pays its member suppliers nothing after its default day
+    for month in months:
+        ev = month.events
+        payer = owner[ev.acct]
+        day = ev.ts // 86_400
+        late = (health.default_day[payer] >= 0) & (day >= health.default_day[payer])
+        to_member = (ev.flow == FLOW["purchase"]) & (ev.amount < 0) & member[np.maximum(ev.cp, 0)]
+        assert not (late & to_member & (ev.anomaly == 0)).any()
 
 
 # -- formats and parameters ---------------------------------------------------------------------

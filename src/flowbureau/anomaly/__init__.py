@@ -9,8 +9,10 @@ Before any score is computed, each account's flow is checked:
    three-way circular flows); every fill and flag is a record with its evidence.
 2. :mod:`~flowbureau.anomaly.features` turns each account's transactions, in the bank's ledger
    order, into per-step features computed from strictly earlier entries only.
-3. :mod:`~flowbureau.anomaly.model` (PyTorch, a causal GRU) gives every transaction an anomaly
-   score, a type (:data:`ANOMALY_TYPES`) and a predicted normal amount;
+3. :mod:`~flowbureau.anomaly.model` (PyTorch, a causal GRU over each account's whole history
+   by default, a bidirectional one on request) gives every transaction an anomaly score, a
+   type (:data:`ANOMALY_TYPES`) and a predicted normal amount; with the bidirectional model a
+   later entry can change an earlier entry's score, so every run re-scores everything;
    :mod:`~flowbureau.anomaly.baselines` holds the MAD rule and PyOD baselines.
 4. :mod:`~flowbureau.anomaly.correction` turns confident proposals into correction records
    (append-only, revertible) that the warehouse ``transactions`` view shows as

@@ -9,9 +9,14 @@ Rules:
   when its confidence reaches the configured bar (``settings.anomaly.confidence``, CLI
   ``--confidence``); when a rule and the model agree the confidence is the higher of the two,
   when they disagree the rule's exact value wins.
-- **Never overridden**: an entry that has a correction in effect, whose same corrected value
-  was reverted before, or that an analyst labelled ``normal`` is not corrected by a run (a
-  revert and an analyst's label stand until an analyst changes them).
+- **Never overridden** (the model reads each entry with the entries after it, so a later run,
+  with more entries, may read an earlier entry differently; what was decided stands):
+  a run never reverts or replaces a correction in effect (a correction the latest run no
+  longer proposes stays in effect and is reported as unsupported, for an analyst to review);
+  never applies a corrected value that was reverted before; after any revert of an entry,
+  corrects it again only when the analyst's current label asks for that type; and never
+  corrects an entry against its analyst label (labelled ``normal``, ``outlier``, ... or a
+  different slip type). A revert and an analyst's label stand until an analyst changes them.
 - **A correction record** holds: id, transaction, field, original, corrected, type, reason
   (the rule's evidence or the model's reading), source (``rule``, ``model``, ``rule+model``),
   model version, confidence, run, who applied it and when; accepting or reverting adds an
@@ -57,6 +62,7 @@ __all__ = [
     "propose_corrections",
     "publish_view",
     "revert_correction",
+    "unsupported_corrections",
 ]
 
 EXACT_RULES = frozenset({"balance_decimal_slip", "statement_decimal_slip"})
@@ -310,15 +316,21 @@ def apply_corrections(
         existing = corrections(store)
         active = {c.tx_id for c in existing if c.in_effect}
         refused = {(c.tx_id, c.corrected_minor) for c in existing if c.status == "reverted"}
+        reverted = {c.tx_id for c in existing if c.status == "reverted"}
         labels = current_labels(store)
-        normal = set(labels.loc[labels["label"] == "normal", "tx_id"])
+        label_of = dict(zip(labels["tx_id"], labels["label"], strict=True))
         events: list[dict[str, Any]] = []
         applied: list[Correction] = []
         for p in proposals:
-            if p.confidence < confidence or p.tx_id in active or p.tx_id in normal:
+            if p.confidence < confidence or p.tx_id in active:
                 continue
             if (p.tx_id, p.corrected_minor) in refused:
                 continue
+            label = label_of.get(p.tx_id)
+            if label is not None and label != p.anomaly_type:
+                continue  # the analyst's label says otherwise
+            if p.tx_id in reverted and label is None:
+                continue  # reverted before: only an analyst's label reopens the entry
             cid = correction_id_for(p.tx_id, p.corrected_minor, p.source, p.model_version)
             event = _event("apply", p, actor=actor, note=None, correction_id=cid, run_id=run_id)
             events.append(event)
@@ -329,6 +341,24 @@ def apply_corrections(
         project(writer, store)
         writer.publish()
     return applied
+
+
+def unsupported_corrections(
+    proposals: Sequence[CorrectionProposal],
+    *,
+    confidence: float,
+    store: AnomalyStore | None = None,
+) -> list[Correction]:
+    """Corrections applied by a run and not yet accepted by an analyst (status ``active``)
+    that ``proposals`` no longer back with the same value at ``confidence``: they stay in
+    effect (a run never undoes a correction), to be reviewed by an analyst."""
+    store = store or AnomalyStore.default()
+    backed = {(p.tx_id, p.corrected_minor) for p in proposals if p.confidence >= confidence}
+    return [
+        c
+        for c in corrections(store)
+        if c.status == "active" and (c.tx_id, c.corrected_minor) not in backed
+    ]
 
 
 def _change(

@@ -1,25 +1,34 @@
-"""The sequence model: a causal GRU over each account's transactions, multi-task.
+"""The sequence model: a GRU over each account's whole transaction history, multi-task.
 
 Rules:
 - **Input**: a feature frame (:func:`flowbureau.anomaly.features.build_features`): one row per
   transaction with ``sequence_id`` (the account), ``position`` and the feature columns. Rows are
   grouped into sequences by ``sequence_id`` and ordered by ``position``; outputs come back in
   the caller's row order.
-- **Causal**: a unidirectional GRU; the output at step ``i`` depends on steps ``0 .. i`` of its
-  sequence only (the features themselves are past-only), so a later transaction never changes
-  an earlier score. Training uses truncated back-propagation over windows of ``window`` steps
-  with the hidden state carried across windows, which is exactly the full-sequence recurrence
-  that prediction runs.
+- **Direction**: ``direction="causal"`` (the default): a forward GRU, the output at step ``i``
+  depends on steps ``0 .. i`` only, so a later entry never changes an earlier score (scores
+  and the corrections based on them stay stable as statements arrive), at 2.3x less training
+  CPU than the alternative. ``direction="both"``: a bidirectional GRU, one direction
+  over the entries before each step, one over the entries after it, so the output at step
+  ``i`` depends on the whole sequence. What only the *next* entry shows (a booking date moved
+  forward past it, a slip whose balance the following entry contradicts) becomes visible,
+  and a later transaction **can change an earlier score**: detection is a batch pass over
+  each account's statement history (``flowbureau anomaly run`` re-scores every entry; see
+  :mod:`~flowbureau.anomaly.pipeline`). The features stay past-only (the baselines get the
+  very same features); only the recurrence looks ahead. docs/anomaly.md compares the two.
+- **Whole sequences**: training and prediction run the GRU over each account's whole
+  sequence, packed (``pack_padded_sequence``), in batches of ``batch_size`` sequences of
+  similar length; padding never enters a state. One optimiser step per batch.
 - **Outputs per transaction**: an anomaly score, P(not normal) = 1 - the softmax type head's
   probability of ``normal`` with the training class weights divided back out (a weighted
   cross-entropy learns p_w(c) proportional to w_c p(c)); the binary head's sigmoid is trained
-  as an auxiliary task and reported as ``binary_score``. On a validation split of the
-  training consortium's accounts (20 %, by account hash; the held-out consortium untouched) the
-  type head ranked anomalies better than the binary head in 4 of 4 configurations (AUPRC
-  +0.003 to +0.012; default configuration 0.938 vs 0.931, at threshold 0.5 precision 0.93 /
-  recall 0.87 vs 0.89 / 0.91). A type over :data:`~flowbureau.anomaly.ANOMALY_TYPES` (softmax
-  head), and a predicted normal
-  amount: a regression head predicts ``log10 |true| - log10 |written|``, and the normal amount
+  as an auxiliary task and reported as ``binary_score``. With the causal model, on a
+  validation split of the training consortium's accounts (20 %, by account hash; the held-out
+  consortium untouched) the type head ranked anomalies better than the binary head in 4 of 4
+  configurations (AUPRC +0.003 to +0.012; default configuration 0.938 vs 0.931, at threshold
+  0.5 precision 0.93 / recall 0.87 vs 0.89 / 0.91). A type over
+  :data:`~flowbureau.anomaly.ANOMALY_TYPES` (softmax head), and a predicted normal amount: a
+  regression head predicts ``log10 |true| - log10 |written|``, and the normal amount
   is the candidate nearest to it in log space among the written amount and its decimal
   shifts (``/10``, ``/100``, exact integers only); a ``duplicate_posting`` has normal amount 0.
   The correction confidence is the probability of the type that implies that candidate.
@@ -39,8 +48,10 @@ Rules:
   loaded with ``weights_only=True``: tensors, no pickled code) and ``manifest.json`` (format
   version, parameters, feature names and version, scaler, classes, training data fingerprint,
   metrics, library versions, SHA-256 of ``model.pt``) into a new directory atomically;
-  :meth:`~SequenceAnomalyDetector.load` checks the hash and the feature version and returns a
-  detector whose outputs are identical to the saved one's on the same device.
+  :meth:`~SequenceAnomalyDetector.load` checks the format version (:data:`FORMAT_VERSION`;
+  an artefact of another format, e.g. the causal windowed model of format 1, is refused with
+  a "retrain" error), the hash and the feature version, and returns a detector whose outputs
+  are identical to the saved one's on the same device.
   :func:`save_version` / :func:`load_version` keep numbered versions ``vNNNN`` under a root.
 """
 
@@ -68,6 +79,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from flowbureau.anomaly import ANOMALY_TYPES
 from flowbureau.errors import IntegrityError, ModelError, ModelInputError, NotFoundError
@@ -81,7 +93,11 @@ __all__ = [
     "save_version",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version of the saved state: 2 = ``direction`` parameter, bidirectional GRU weights, whole-
+sequence training (1 = the causal GRU trained with truncated back-propagation, ``window``)."""
+DIRECTIONS = ("both", "causal")
+"""Values of :attr:`SequenceAnomalyDetector.direction`."""
 MODEL_FILE = "model.pt"
 MANIFEST_FILE = "manifest.json"
 _VALUE_TARGET = {"typo_x10": -1.0, "typo_x100": -2.0}
@@ -90,9 +106,18 @@ _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 
 
 class _Network(nn.Module):
-    """Input projection -> unidirectional GRU -> per-step heads (score, type, value)."""
+    """Input projection -> GRU (bidirectional or causal) -> per-step heads (score, type, value)."""
 
-    def __init__(self, n_features: int, hidden: int, layers: int, classes: int, dropout: float):
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int,
+        layers: int,
+        classes: int,
+        dropout: float,
+        *,
+        bidirectional: bool,
+    ):
         super().__init__()
         self.project = nn.Sequential(nn.Linear(n_features, hidden), nn.GELU())
         self.gru = nn.GRU(
@@ -101,25 +126,29 @@ class _Network(nn.Module):
             num_layers=layers,
             batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
+            bidirectional=bidirectional,
         )
+        width = hidden * (2 if bidirectional else 1)
         self.trunk = nn.Sequential(
-            nn.Linear(hidden + n_features, hidden), nn.GELU(), nn.Dropout(dropout)
+            nn.Linear(width + n_features, hidden), nn.GELU(), nn.Dropout(dropout)
         )
         self.score = nn.Linear(hidden, 1)
         self.kind = nn.Linear(hidden, classes)
         self.value = nn.Linear(hidden, 1)
 
     def forward(
-        self, x: torch.Tensor, state: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        recurrent, state = self.gru(self.project(x), state)
-        shared = self.trunk(torch.cat([recurrent, x], dim=-1))
-        return (
-            self.score(shared).squeeze(-1),
-            self.kind(shared),
-            self.value(shared).squeeze(-1),
-            state,
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Heads of padded sequences ``x`` (batch, time, features) of ``lengths`` (a CPU
+        int64 tensor): the GRU runs over the packed sequences, so padding never enters a
+        state (the backward direction starts at each sequence's own last entry)."""
+        packed = pack_padded_sequence(
+            self.project(x), lengths, batch_first=True, enforce_sorted=False
         )
+        output, _ = self.gru(packed)
+        recurrent, _ = pad_packed_sequence(output, batch_first=True, total_length=x.shape[1])
+        shared = self.trunk(torch.cat([recurrent, x], dim=-1))
+        return self.score(shared).squeeze(-1), self.kind(shared), self.value(shared).squeeze(-1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +185,12 @@ class _Sequences:
 
 
 class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
-    """Causal GRU anomaly detector over per-account transaction sequences (module rules)."""
+    """GRU anomaly detector over per-account transaction sequences (module rules).
+
+    ``direction="causal"`` (default): a forward GRU, each entry read with the entries before
+    it; ``"both"``: a bidirectional GRU, each entry read with its whole account history before
+    and after it.
+    """
 
     def __init__(
         self,
@@ -166,7 +200,7 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         dropout: float = 0.1,
         epochs: int = 25,
         batch_size: int = 16,
-        window: int = 128,
+        direction: str = "causal",
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-4,
         threshold: float = 0.5,
@@ -179,7 +213,7 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         self.dropout = dropout
         self.epochs = epochs
         self.batch_size = batch_size
-        self.window = window
+        self.direction = direction
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.threshold = threshold
@@ -224,9 +258,7 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         started = time.perf_counter()
         with _deterministic(self.seed, self.n_threads):
             device = _resolve_device(self.device)
-            network = _Network(
-                len(names), self.hidden_size, self.num_layers, len(classes), self.dropout
-            ).to(device)
+            network = self._network(len(names), len(classes)).to(device)
             sequences = _sequences(X)
             standard = _standardise(matrix, mean, scale)
             history = self._train(
@@ -252,8 +284,18 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         self.training_fingerprint_ = _fingerprint(X, names, labels)
         return self
 
+    def _network(self, n_features: int, classes: int) -> _Network:
+        return _Network(
+            n_features,
+            self.hidden_size,
+            self.num_layers,
+            classes,
+            self.dropout,
+            bidirectional=self.direction == "both",
+        )
+
     def _check_params(self) -> None:
-        positive = ("hidden_size", "num_layers", "epochs", "batch_size", "window", "n_threads")
+        positive = ("hidden_size", "num_layers", "epochs", "batch_size", "n_threads")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -262,6 +304,11 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
             raise ModelInputError(f"must be in [0, 1), got {self.dropout!r}", field="dropout")
         if not 0.0 < self.threshold < 1.0:
             raise ModelInputError(f"must be in (0, 1), got {self.threshold!r}", field="threshold")
+        if self.direction not in DIRECTIONS:
+            raise ModelInputError(
+                f"must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}",
+                field="direction",
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ModelInputError(f"must be auto, cpu or cuda, got {self.device!r}", field="device")
 
@@ -294,49 +341,47 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
             network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
         rng = np.random.default_rng(self.seed)
-        batches = _batches(sequences, self.batch_size)
-        total_steps = max(
-            1,
-            self.epochs * sum(-(-int(sequences.lengths[b].max()) // self.window) for b in batches),
-        )
+        # padded once: (features, lengths, type, value target, value mask) per batch; a batch
+        # with no labelled row gives no loss and is left out
+        tensors = []
+        for batch in _batches(sequences, self.batch_size):
+            k = _pad_values(kind, sequences, batch, -1)
+            if not (k >= 0).any():
+                continue
+            tensors.append(
+                (
+                    torch.from_numpy(_pad(standard, sequences, batch)[0]).to(device),
+                    torch.from_numpy(sequences.lengths[batch]),
+                    torch.from_numpy(k).to(device),
+                    torch.from_numpy(_pad_values(target, sequences, batch, 0.0)).to(device),
+                    torch.from_numpy(_pad_values(value_mask, sequences, batch, False)).to(device),
+                )
+            )
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=self.learning_rate, total_steps=total_steps
+            optimiser, max_lr=self.learning_rate, total_steps=max(1, self.epochs * len(tensors))
         )
         history: list[float] = []
         network.train()
         for epoch in range(self.epochs):
             epoch_loss, epoch_rows = 0.0, 0
-            for b in rng.permutation(len(batches)):
-                batch = batches[b]
-                padded, _ = _pad(standard, sequences, batch)
-                x = torch.from_numpy(padded).to(device)
-                k = torch.from_numpy(_pad_values(kind, sequences, batch, -1)).to(device)
-                v = torch.from_numpy(_pad_values(target, sequences, batch, 0.0)).to(device)
-                vm = torch.from_numpy(_pad_values(value_mask, sequences, batch, False)).to(device)
-                state: torch.Tensor | None = None
-                for start in range(0, x.shape[1], self.window):
-                    window = slice(start, start + self.window)
-                    score, logits, value, state = network(x[:, window], state)
-                    state = state.detach()
-                    kw = k[:, window]
-                    mask = kw >= 0
-                    rows = int(mask.sum())
-                    if not rows:
-                        continue
-                    vmw = vm[:, window]
-                    regression = huber(value[vmw], v[:, window][vmw]) * class_weight[kw[vmw]]
-                    loss = (
-                        bce(score[mask], (kw[mask] > 0).float())
-                        + cross(logits[mask], kw[mask])
-                        + 4.0 * regression.sum()
-                    ) / rows
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-                    optimiser.step()
-                    scheduler.step()
-                    epoch_loss += float(loss.detach()) * rows
-                    epoch_rows += rows
+            for b in rng.permutation(len(tensors)):
+                x, lengths, k, v, vm = tensors[b]
+                mask = k >= 0
+                rows = int(mask.sum())
+                score, logits, value = network(x, lengths)
+                regression = huber(value[vm], v[vm]) * class_weight[k[vm]]
+                loss = (
+                    bce(score[mask], (k[mask] > 0).float())
+                    + cross(logits[mask], k[mask])
+                    + 4.0 * regression.sum()
+                ) / rows
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+                optimiser.step()
+                scheduler.step()
+                epoch_loss += float(loss.detach()) * rows
+                epoch_rows += rows
             history.append(epoch_loss / max(epoch_rows, 1))
             if progress is not None:
                 progress(epoch + 1, history[-1])
@@ -358,7 +403,8 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         with _threads(self.n_threads), torch.inference_mode():
             for batch in _batches(sequences, max(self.batch_size, 64)):
                 x, valid = _pad(standard, sequences, batch)
-                s, logits, value, _ = self.network_(torch.from_numpy(x).to(device))
+                lengths = torch.from_numpy(sequences.lengths[batch])
+                s, logits, value = self.network_(torch.from_numpy(x).to(device), lengths)
                 rows = _rows(sequences, batch)
                 keep = torch.from_numpy(valid).to(device)
                 binary[rows] = torch.sigmoid(s[keep]).double().cpu().numpy()
@@ -496,7 +542,11 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         path = Path(directory)
         manifest = read_manifest(path)
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise ModelError(f"{path}: unknown artefact format {manifest.get('format_version')}")
+            raise ModelError(
+                f"{path}: saved in artefact format {manifest.get('format_version')}, this code "
+                f"reads format {FORMAT_VERSION} (format 1 was the causal GRU trained on "
+                "windows); retrain with `flowbureau anomaly train`"
+            )
         if manifest.get("feature_version") != FEATURE_VERSION:
             raise ModelError(
                 f"{path}: built for feature version {manifest.get('feature_version')}, "
@@ -514,9 +564,7 @@ class SequenceAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         if classes != ANOMALY_TYPES:
             raise ModelError(f"{path}: classes {classes} differ from {ANOMALY_TYPES}")
         resolved = _resolve_device(detector.device)
-        network = _Network(
-            len(names), detector.hidden_size, detector.num_layers, len(classes), detector.dropout
-        )
+        network = detector._network(len(names), len(classes))
         state = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
         detector.network_ = network.to(resolved).eval()

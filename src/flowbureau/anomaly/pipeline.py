@@ -13,6 +13,16 @@ Rules:
   corrections that reach the confidence bar and publishes the view (``anomaly_scores``,
   ``anomaly_flags``, ``corrections``). Computing happens outside the warehouse writer lock;
   only the final publish holds it.
+- **Incremental runs re-score everything.** With a bidirectional model (``direction="both"``;
+  the default is causal) an entry's score depends on the entries after it in its account, so
+  when new statements arrive the scores, types and proposals of an account's earlier
+  entries (mostly its latest ones) may change. A run therefore scores every stored entry of
+  every account, never reusing an earlier run's scores, and the view shows the latest run
+  only. What analysts and earlier runs decided is not undone
+  (:mod:`~flowbureau.anomaly.correction` rules): corrections in effect stay in effect (those
+  this run no longer proposes are listed in ``run.json`` as ``unsupported_corrections``,
+  counted in :class:`RunReport` and marked in :func:`account_report`), reverted values are
+  not re-applied and analyst labels are obeyed.
 - Everything is held in memory (one frame of all transactions): fine for the demo consortium
   (~160k entries, a few hundred MB), not for a national bureau (see ``docs/anomaly.md``).
 """
@@ -219,6 +229,9 @@ class RunReport:
     proposals: int
     corrections_applied: int
     confidence: float
+    corrections_unsupported: int = 0
+    """Corrections in effect (applied by a run, not yet accepted by an analyst) that this run
+    no longer proposes at ``confidence``: kept in effect, to be reviewed."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -234,7 +247,11 @@ def run_detection(
     settings: Settings | None = None,
 ) -> RunReport:
     """Score every stored transaction, store the run, apply confident corrections, publish."""
-    from flowbureau.anomaly.correction import apply_corrections, propose_corrections
+    from flowbureau.anomaly.correction import (
+        apply_corrections,
+        propose_corrections,
+        unsupported_corrections,
+    )
     from flowbureau.anomaly.features import build_features
     from flowbureau.anomaly.model import load_version
     from flowbureau.anomaly.preprocessing import load_transactions, preprocess
@@ -261,6 +278,7 @@ def run_detection(
     proposals = propose_corrections(scores, prepared.flags, model_version=name)
     run_id = new_run_id()
     by_type = scores.loc[scores["flagged"], "anomaly_type"].value_counts()
+    unsupported = unsupported_corrections(proposals, confidence=bar, store=store)
     info = {
         "run_id": run_id,
         "model_version": name,
@@ -272,6 +290,7 @@ def run_detection(
         "threshold": detector.threshold,
         "confidence": bar,
         "proposals": len(proposals),
+        "unsupported_corrections": [c.correction_id for c in unsupported],
     }
     _step(progress, "storing the run", 0.8)
     store.write_run(
@@ -299,6 +318,7 @@ def run_detection(
         proposals=len(proposals),
         corrections_applied=len(applied),
         confidence=bar,
+        corrections_unsupported=len(unsupported),
     )
 
 
@@ -346,6 +366,7 @@ def account_report(
         raise NotFoundError(f"no transactions of account {account_id!r}")
     run_id = store.latest_run()
     info = store.run_info(run_id) if run_id else {}
+    unsupported = set(info.get("unsupported_corrections", []))
     scores = _run_rows(store, run_id, "scores", account_id, stored)
     flags = _run_rows(store, run_id, "flags", account_id, stored)
     fills = _run_rows(store, run_id, "fills", account_id, stored)
@@ -390,7 +411,11 @@ def account_report(
         entry["fills"] = fills[fills["tx_id"] == tx_id][
             ["field", "value", "method", "evidence"]
         ].to_dict("records")
-        entry["corrections"] = [c.to_dict() for c in fixes if c.tx_id == tx_id]
+        entry["corrections"] = [
+            {**c.to_dict(), "unsupported_by_latest_run": c.correction_id in unsupported}
+            for c in fixes
+            if c.tx_id == tx_id
+        ]
         entry["labels"] = [
             {k: (v.isoformat() if k == "at" else v) for k, v in lab.items() if k != "sequence"}
             for lab in label_events[label_events["tx_id"] == tx_id].to_dict("records")

@@ -51,6 +51,7 @@ def _reporter(progress: Progress, title: str) -> Callable[[str, float], None]:
 
 @app.command("train")
 def train(
+    *,
     ground_truth: Annotated[
         Path | None,
         typer.Option(
@@ -66,6 +67,15 @@ def train(
     device: Annotated[
         str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")
     ] = "auto",
+    direction: Annotated[
+        str,
+        typer.Option(
+            "--direction",
+            help="causal: read each entry with its account's entries before it (the "
+            "default); both: with the entries before and after it (bidirectional GRU, "
+            "about 2.3x the training time).",
+        ),
+    ] = "causal",
     as_json: JsonOption = False,
 ) -> None:
     """Train the sequence model on the stored transactions and save a new version."""
@@ -74,12 +84,15 @@ def train(
 
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"must be auto, cpu or cuda, got {device!r}", field="--device")
+    if direction not in ("both", "causal"):
+        raise InputError(f"must be both or causal, got {direction!r}", field="--direction")
     with progress_bar(not as_json) as progress:
         report = train_model(
             ground_truth=ground_truth,
             epochs=epochs,
             seed=seed,
             device=device,
+            params={"direction": direction},
             progress=_reporter(progress, "training"),
         )
     if as_json:
@@ -111,7 +124,11 @@ def run(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score every transaction, store the run and apply confident corrections."""
+    """Score every transaction, store the run and apply confident corrections.
+
+    Every run re-scores every stored entry (a later entry can change an earlier entry's score);
+    corrections in effect, reverts and analyst labels are never undone by a run.
+    """
     from flowbureau.anomaly.pipeline import run_detection
 
     with progress_bar(not as_json) as progress:
@@ -135,6 +152,11 @@ def run(
         f"corrections: {report.corrections_applied:,} applied of {report.proposals:,} proposed "
         f"(confidence >= {report.confidence:g})"
     )
+    if report.corrections_unsupported:
+        typer.echo(
+            f"{report.corrections_unsupported:,} corrections in effect are no longer proposed "
+            "by this run (kept; review them with `flowbureau anomaly show ACCOUNT`)"
+        )
 
 
 @app.command("show")
@@ -174,6 +196,11 @@ def show(
                 f"  correction {c['correction_id']} {c['status']}: {c['original_minor']} -> "
                 f"{c['corrected_minor']} ({c['source']}, confidence {c['confidence']:.2f}): "
                 f"{c['reason']}"
+                + (
+                    " [no longer proposed by the latest run]"
+                    if c["unsupported_by_latest_run"]
+                    else ""
+                )
             )
         for lab in e["labels"]:
             typer.echo(f"  label {lab['label']} ({lab['verdict']} by {lab['analyst']})")

@@ -129,21 +129,36 @@ class CalibratedModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[mis
         self.scale = scale
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> CalibratedModel:
-        """Out-of-fold scores -> calibrator; then the model refitted on all rows."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> CalibratedModel:
+        """Out-of-fold scores -> calibrator; then the model refitted on all rows.
+
+        ``groups`` (optional, one label per row, e.g. the cohort date) is passed on to the
+        estimator's ``fit`` (the rows of each fold with theirs); the scorecard uses it for
+        its stability check.
+        """
         frame = as_frame(X)
         target = binary_target(y, len(frame))
+        labels = None if groups is None else np.asarray(groups, dtype=object)
+        if labels is not None and labels.shape != (len(frame),):
+            raise ModelInputError(
+                f"groups needs one label per row ({len(frame)}), got shape {labels.shape}",
+                field="groups",
+            )
         if self.cv < 2:
             raise ModelInputError(f"cv must be at least 2, got {self.cv}", field="cv")
         base = ScorecardModel() if self.estimator is None else self.estimator
         oof = np.empty(len(frame), dtype=np.float64)
         folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
         for train, test in folds.split(frame, target):
-            model = clone(base).fit(frame.iloc[train], target[train])
+            extra = {} if labels is None else {"groups": labels[train]}
+            model = clone(base).fit(frame.iloc[train], target[train], **extra)
             oof[test] = model.credit_score(frame.iloc[test])
         self.oof_score_ = oof
         self.calibrator_ = PDCalibrator(self.method, self.pd_floor).fit(oof, target)
-        self.estimator_ = clone(base).fit(X if isinstance(X, pd.DataFrame) else frame, target)
+        extra = {} if labels is None else {"groups": labels}
+        self.estimator_ = clone(base).fit(
+            X if isinstance(X, pd.DataFrame) else frame, target, **extra
+        )
         self.scale_ = self.scale or MasterScale()
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = self.estimator_.n_features_in_

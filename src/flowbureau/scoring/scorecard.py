@@ -6,11 +6,22 @@ Rules:
   with ``monotonic_trends``). Categorical features (object/string/category dtype) use
   optbinning's categorical binning. Missing values, ``special_codes`` (numerical features) and
   categories unseen in training get bins of their own (see :mod:`flowbureau.scoring._binning`).
-- Variable selection: a feature enters when its information value is at least ``min_iv``
-  (0.02, the usual "weak predictor" floor) and it has two or more regular bins. With
-  ``enforce_signs``, the logistic regression is refitted without the feature whose weight
-  has the wrong sign (a higher WoE, i.e. a safer bin, must never raise the PD), one at a time,
-  until every weight is <= 0. Every dropped feature is listed in ``dropped_features_``.
+- Variable selection ("fewer, stable items"), in this order; every dropped feature is listed
+  in ``dropped_features_`` with the reason, the kept ones in ``selection_order_``:
+
+  1. a feature is a candidate when its information value is at least ``min_iv`` (0.02, the
+     usual "weak predictor" floor) and it has two or more regular bins; candidates are
+     ranked by information value, strongest first;
+  2. stability (only when ``fit`` gets ``groups``, e.g. the cohort date of each row): in
+     every group with at least ``min_group_bads`` bads and as many goods, the AUC of the
+     item's WoE (low WoE = risky) must be at least 0.5; an item whose ranking reverses in
+     any group is dropped;
+  3. correlation pruning: walking down the ranking, an item whose WoE has a Pearson
+     correlation above ``max_correlation`` (absolute) with an item already kept is dropped;
+  4. the cap: only the ``max_items`` strongest remaining items enter (``None``: no cap);
+  5. with ``enforce_signs``, the logistic regression is refitted without the feature whose
+     weight has the wrong sign (a higher WoE, i.e. a safer bin, must never raise the PD),
+     one at a time, until every weight is <= 0 (no replacement enters).
 - Model: ``logit(PD) = b0 + sum_j beta_j * WoE_j(x_j)`` (scikit-learn LogisticRegression,
   L2 penalty ``C``); ``weights_`` are the ``beta_j``, ``intercept_`` is ``b0``.
 - Points (higher = lower risk): with ``factor = pdo / ln 2``,
@@ -80,6 +91,9 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
         special_codes: Sequence[float] | None = None,
         C: float = 1.0,
         enforce_signs: bool = True,
+        max_items: int | None = 15,
+        max_correlation: float | None = 0.7,
+        min_group_bads: int = 10,
     ) -> None:
         self.base_score = base_score
         self.base_odds = base_odds
@@ -92,11 +106,20 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
         self.special_codes = special_codes
         self.C = C
         self.enforce_signs = enforce_signs
+        self.max_items = max_items
+        self.max_correlation = max_correlation
+        self.min_group_bads = min_group_bads
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any) -> ScorecardModel:
-        """Bin every feature, select, fit the logistic weights and compile the points."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> ScorecardModel:
+        """Bin every feature, select, fit the logistic weights and compile the points.
+
+        ``groups`` (optional, one label per row, e.g. the cohort date) turns on the
+        stability check of the item selection (see the module docstring).
+        """
         frame, target = self._fit_input(X, y)
+        group_labels = self._group_labels(groups, len(frame))
+        self._check_selection_params()
         scaling = ScoreScaling(self.base_score, self.base_odds, self.pdo)
         self.feature_kinds_ = {name: column_kind(frame[name]) for name in frame.columns}
         trends = dict(self.monotonic_trends or {})
@@ -136,11 +159,16 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
                 dropped[name] = f"information value {item.iv:.4f} < min_iv {self.min_iv}"
         self.iv_ = pd.Series({name: item.iv for name, item in bins.items()}, name="iv")
         self.trends_ = {name: item.trend for name, item in bins.items() if item.kind == "numerical"}
-        selected = [name for name in frame.columns if name not in dropped]
+        candidates = [name for name in frame.columns if name not in dropped]
         woe = pd.DataFrame(
-            {name: np.asarray(bins[name].woe)[bins[name].slots(frame[name])] for name in selected},
+            {
+                name: np.asarray(bins[name].woe)[bins[name].slots(frame[name])]
+                for name in candidates
+            },
             index=frame.index,
         )
+        selected = self._select_items(woe, target, group_labels, bins, dropped)
+        self.selection_order_ = list(selected)
         intercept, weights = self._fit_weights(woe, target, selected, dropped)
         self.dropped_features_ = dropped
         self.bins_ = {name: bins[name] for name in weights}
@@ -149,6 +177,79 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
         self._compile_points(scaling)
         self.training_fingerprint_ = fingerprint(frame, target)
         return self
+
+    def _check_selection_params(self) -> None:
+        if self.max_items is not None and self.max_items < 1:
+            raise ModelInputError(
+                f"max_items must be at least 1 or None, got {self.max_items}", field="max_items"
+            )
+        if self.max_correlation is not None and not 0.0 < self.max_correlation <= 1.0:
+            raise ModelInputError(
+                f"max_correlation must be in (0, 1] or None, got {self.max_correlation}",
+                field="max_correlation",
+            )
+        if self.min_group_bads < 1:
+            raise ModelInputError(
+                f"min_group_bads must be at least 1, got {self.min_group_bads}",
+                field="min_group_bads",
+            )
+
+    @staticmethod
+    def _group_labels(groups: Any, n_rows: int) -> npt.NDArray[Any] | None:
+        if groups is None:
+            return None
+        labels = np.asarray(groups, dtype=object)
+        if labels.ndim != 1 or len(labels) != n_rows:
+            raise ModelInputError(
+                f"groups needs one label per row ({n_rows}), got shape {labels.shape}",
+                field="groups",
+            )
+        return labels
+
+    def _select_items(
+        self,
+        woe: pd.DataFrame,
+        target: npt.NDArray[np.int_],
+        groups: npt.NDArray[Any] | None,
+        bins: Mapping[str, ItemBins],
+        dropped: dict[str, str],
+    ) -> list[str]:
+        """Rank the candidates by IV; drop unstable, correlated and surplus items."""
+        ranked = sorted(woe.columns, key=lambda name: -bins[name].iv)
+        self.group_auc_: dict[str, dict[str, float]] = {}
+        if groups is not None:
+            stable = []
+            for name in ranked:
+                aucs = _group_aucs(woe[name].to_numpy(), target, groups, self.min_group_bads)
+                self.group_auc_[name] = aucs
+                flipped = {g: a for g, a in aucs.items() if a < 0.5}
+                if flipped:
+                    worst = min(flipped, key=lambda g: flipped[g])
+                    dropped[name] = (
+                        f"unstable: ranks group {worst} the wrong way (AUC {flipped[worst]:.3f})"
+                    )
+                else:
+                    stable.append(name)
+            ranked = stable
+        kept: list[str] = []
+        values = woe.to_numpy(dtype=np.float64)
+        column = {name: i for i, name in enumerate(woe.columns)}
+        for name in ranked:
+            if self.max_correlation is not None and kept:
+                x = values[:, column[name]]
+                corr = [(abs(_pearson(x, values[:, column[k]])), k) for k in kept]
+                top, other = max(corr)
+                if top > self.max_correlation:
+                    dropped[name] = (
+                        f"WoE correlation {top:.3f} with {other!r} > max_correlation "
+                        f"{self.max_correlation}"
+                    )
+                    continue
+            if self.max_items is not None and len(kept) >= self.max_items:
+                dropped[name] = f"beyond the max_items = {self.max_items} strongest items"
+                continue
+            kept.append(name)
+        return kept
 
     def _fit_weights(
         self,
@@ -415,6 +516,40 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
             terms.append(f"(CASE {' '.join(whens)} ELSE {unknown_pts} END)")
         source = ".".join(_quote_ident(part) for part in table.split("."))
         return f"SELECT *, {' + '.join(terms)} AS credit_score FROM {source}"
+
+
+def _pearson(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    """Pearson correlation; 0 when either side is constant."""
+    sa, sb = float(a.std()), float(b.std())
+    if sa == 0.0 or sb == 0.0:
+        return 0.0
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+
+
+def _group_aucs(
+    woe: npt.NDArray[np.float64],
+    target: npt.NDArray[np.int_],
+    groups: npt.NDArray[Any],
+    min_bads: int,
+) -> dict[str, float]:
+    """AUC of ``-woe`` (low WoE = risky) within each group with ``min_bads`` bads and goods."""
+    out: dict[str, float] = {}
+    for label in sorted(set(groups.tolist()), key=str):
+        mask = groups == label
+        y = target[mask]
+        bads = int(y.sum())
+        if bads < min_bads or len(y) - bads < min_bads:
+            continue
+        out[str(label)] = _auc(-woe[mask], y)
+    return out
+
+
+def _auc(score: npt.NDArray[np.float64], y: npt.NDArray[np.int_]) -> float:
+    """Rank AUC (ties count half) of ``score`` for ``y == 1``."""
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    bads = int(y.sum())
+    goods = len(y) - bads
+    return float((ranks[y == 1].sum() - bads * (bads + 1) / 2) / (bads * goods))
 
 
 def _round_half_away(value: float) -> int:

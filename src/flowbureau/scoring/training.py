@@ -271,6 +271,10 @@ class CreditModel(BaseEstimator):  # type: ignore[misc]
     ``predict_proba`` and the other prediction methods are the champion's; the challenger
     runs in the shadow (its ratings are stored beside the champion's, never shown as the
     decision). ``metrics_`` holds out-of-fold AUCs of both.
+
+    The scorecard is tighter than :class:`ScorecardModel`'s defaults: at most ``max_items``
+    (10) items and L2 strength ``C`` = 0.1, because stacked monthly cohorts repeat the same
+    few hundred firms (chosen on training cohorts only; ``docs/scoring.md``).
     """
 
     def __init__(
@@ -278,18 +282,26 @@ class CreditModel(BaseEstimator):  # type: ignore[misc]
         *,
         cv: int = 5,
         min_iv: float = 0.02,
+        max_items: int | None = 10,
+        C: float = 0.1,
         scale: MasterScale | None = None,
         challenger: bool = True,
         random_state: int = 0,
     ) -> None:
         self.cv = cv
         self.min_iv = min_iv
+        self.max_items = max_items
+        self.C = C
         self.scale = scale
         self.challenger = challenger
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> CreditModel:
-        """Fit and calibrate the champion, then the challenger with the champion's trends."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> CreditModel:
+        """Fit and calibrate the champion, then the challenger with the champion's trends.
+
+        ``groups`` (optional): the cohort of each row (e.g. :attr:`TrainingSet.as_of`); the
+        scorecard then keeps only items that rank every cohort the right way.
+        """
         frame = as_frame(X)
         target = binary_target(y, len(frame))
         if target.sum() < self.cv or (len(target) - target.sum()) < self.cv:
@@ -298,11 +310,11 @@ class CreditModel(BaseEstimator):  # type: ignore[misc]
                 f"(got {int(target.sum())} bads of {len(target)})"
             )
         self.champion_ = CalibratedModel(
-            ScorecardModel(min_iv=self.min_iv),
+            ScorecardModel(min_iv=self.min_iv, max_items=self.max_items, C=self.C),
             cv=self.cv,
             scale=self.scale,
             random_state=self.random_state,
-        ).fit(frame, target)
+        ).fit(frame, target, groups=groups)
         card = self.champion_.estimator_
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
@@ -417,7 +429,9 @@ def train_and_save(
         step(f"features of {len(chosen)} cohort(s)")
         data = training_set(engine, chosen, outcomes, sources, horizon_months=horizon_months)
     step(f"training on {len(data.y)} rows")
-    model = CreditModel(cv=cv, challenger=challenger, random_state=seed).fit(data.X, data.y)
+    model = CreditModel(cv=cv, challenger=challenger, random_state=seed).fit(
+        data.X, data.y, groups=data.as_of
+    )
     step("case library and artefact")
     cases = build_case_library(model, data, timezone=timezone)
     metrics = {**model.metrics_, "horizon_months": float(horizon_months)}

@@ -31,12 +31,15 @@ from flowbureau.service.models import ApiKey, Institution, Operation
 
 __all__ = [
     "API_KEY_PREFIX",
+    "StoredKey",
     "VerifiedKey",
     "api_key_state",
     "authenticate_api_key",
+    "check_presented_key",
     "create_api_key",
     "list_api_keys",
     "normalize_scopes",
+    "presented_key_id",
     "revoke_api_key",
     "rotate_api_key",
     "verify_api_key",
@@ -170,7 +173,7 @@ class VerifiedKey:
 
 
 _keys = ApiKey.__table__.c
-_VERIFY_KEY = sa.select(
+KEY_CHECK_COLUMNS = (
     _keys.id,
     _keys.key_id,
     _keys.key_hash,
@@ -178,26 +181,67 @@ _VERIFY_KEY = sa.select(
     _keys.scopes,
     _keys.expires_at,
     _keys.revoked_at,
-).where(_keys.key_id == sa.bindparam("key_id"))
+)
+"""The columns a key check reads (:func:`verify_api_key`; also selected by the open API's
+one-query read in :mod:`flowbureau.service.consent`)."""
+_VERIFY_KEY = sa.select(*KEY_CHECK_COLUMNS).where(_keys.key_id == sa.bindparam("key_id"))
 """Built once: every API request runs it, and building a statement costs more than running it."""
 
 
-def verify_api_key(db: Session, *, presented: str, now: datetime) -> VerifiedKey:
-    """Check ``presented`` against the stored hash and the key's state, on every request.
+class StoredKey(Protocol):
+    """The stored columns of a key that :func:`check_presented_key` needs (a row of a query)."""
 
-    Raises :class:`AuthenticationError` for an unknown or wrong key, and for a revoked key or
-    one past its rotation grace (nothing is cached, so a revocation applies to the next request).
-    """
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def key_hash(self) -> str: ...
+
+    @property
+    def institution_id(self) -> str: ...
+
+    @property
+    def scopes(self) -> list[str]: ...
+
+    @property
+    def revoked_at(self) -> datetime | None: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def presented_key_id(presented: str) -> str | None:
+    """The public key id of a well-formed key (``None`` for anything else)."""
     match = _KEY_PATTERN.fullmatch(presented)
-    row = (
-        None if match is None else db.execute(_VERIFY_KEY, {"key_id": match.group(1)}).one_or_none()
-    )
+    return None if match is None else match.group(1)
+
+
+def check_presented_key(row: StoredKey | None, *, presented: str, now: datetime) -> VerifiedKey:
+    """Check ``presented`` against the stored key ``row`` found by its key id.
+
+    Raises :class:`AuthenticationError` for an unknown (``row`` is ``None``) or wrong key (the
+    SHA-256 is compared in constant time), and for a revoked key or one past its rotation grace.
+    """
     if row is None or not hmac.compare_digest(row.key_hash, _hash(presented)):
         raise AuthenticationError("invalid API key")
     state = api_key_state(row, now)
     if state != "live":
         raise AuthenticationError(f"API key {row.key_id} is {state}")
     return VerifiedKey(row.id, row.key_id, row.institution_id, tuple(row.scopes))
+
+
+def verify_api_key(db: Session | sa.Connection, *, presented: str, now: datetime) -> VerifiedKey:
+    """Check ``presented`` against the stored hash and the key's state, on every request.
+
+    Raises :class:`AuthenticationError` for an unknown or wrong key, and for a revoked key or
+    one past its rotation grace (nothing is cached, so a revocation applies to the next request).
+    """
+    key_id = presented_key_id(presented)
+    row = None if key_id is None else db.execute(_VERIFY_KEY, {"key_id": key_id}).one_or_none()
+    return check_presented_key(row, presented=presented, now=now)
 
 
 def authenticate_api_key(db: Session, *, presented: str, now: datetime) -> ApiKey:

@@ -9,6 +9,10 @@ Rules (the table is :data:`ROLE_OPERATIONS`; docs/service.md shows it):
 - Operators and auditors run and watch the platform; they never read enterprise data.
 - Every decision, allowed or denied, is written to the audit log and committed before the data
   is read (:func:`require_access`), so that an access is on record even if the read fails.
+- An API key's open-API read finds the key, the enterprise and its consents to the key's
+  institution in one query (:func:`verify_api_key_with_consents`); the consent rows are looked
+  at only after the key has been checked (hash, revocation, expiry), and are decided on exactly
+  as :func:`require_access` would have read them itself. Nothing is cached between requests.
 - A denial says why (no consent, expired, revoked, other purpose, operation not covered, key
   scope, role) but never whether an enterprise the caller has no consent from exists.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -30,8 +34,22 @@ from flowbureau.errors import (
     PermissionDeniedError,
 )
 from flowbureau.service import audit
-from flowbureau.service.apikeys import normalize_scopes
-from flowbureau.service.models import Consent, Enterprise, Institution, Operation, Purpose, Role
+from flowbureau.service.apikeys import (
+    KEY_CHECK_COLUMNS,
+    VerifiedKey,
+    check_presented_key,
+    normalize_scopes,
+    presented_key_id,
+)
+from flowbureau.service.models import (
+    ApiKey,
+    Consent,
+    Enterprise,
+    Institution,
+    Operation,
+    Purpose,
+    Role,
+)
 from flowbureau.service.principals import Principal
 from flowbureau.service.providers import EnterpriseDataProvider, EnterpriseSummary
 from flowbureau.service.schemas import ConsentPublic
@@ -39,6 +57,7 @@ from flowbureau.service.schemas import ConsentPublic
 __all__ = [
     "ROLE_OPERATIONS",
     "AccessGrant",
+    "ConsentLookup",
     "ConsentStatus",
     "audit_record",
     "consent_status",
@@ -49,6 +68,7 @@ __all__ = [
     "require_role",
     "revoke_consent",
     "search_enterprises",
+    "verify_api_key_with_consents",
 ]
 
 ALL_OPERATIONS = frozenset(Operation)
@@ -65,6 +85,9 @@ ROLE_OPERATIONS: dict[Role, frozenset[Operation]] = {
 INSTITUTION_ROLES = frozenset({Role.ANALYST, Role.API_CLIENT})
 
 ConsentStatus = Literal["live", "expired", "revoked"]
+
+Db = Session | sa.Connection
+"""What the access decision runs on: an ORM session, or a plain connection (the hot reads)."""
 
 
 class _Lifetime(Protocol):
@@ -149,20 +172,36 @@ class _ConsentRow:
     revoked_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentLookup:
+    """What deciding an institution's access to one enterprise reads, fetched in one query.
+
+    ``enterprise_id`` is ``None`` when no enterprise has ``credit_code``; ``consents`` are the
+    consents that enterprise gave ``institution_id``, newest expiry first.
+    """
+
+    institution_id: str
+    credit_code: str
+    enterprise_id: str | None
+    consents: tuple[_ConsentRow, ...]
+
+
 _enterprises = Enterprise.__table__.c
 _consents = Consent.__table__.c
+_keys = ApiKey.__table__.c
+_CONSENT_COLUMNS = (
+    _enterprises.id.label("enterprise_id"),
+    _consents.id.label("consent_id"),
+    _consents.purpose.label("consent_purpose"),
+    _consents.scopes.label("consent_scopes"),
+    _consents.expires_at.label("consent_expires_at"),
+    _consents.revoked_at.label("consent_revoked_at"),
+)
 _ENTERPRISE_ID = sa.select(_enterprises.id).where(
     _enterprises.credit_code == sa.bindparam("credit_code")
 )
 _ENTERPRISE_AND_CONSENTS = (
-    sa.select(
-        _enterprises.id.label("enterprise_id"),
-        _consents.id,
-        _consents.purpose,
-        _consents.scopes,
-        _consents.expires_at,
-        _consents.revoked_at,
-    )
+    sa.select(*_CONSENT_COLUMNS)
     .select_from(
         Enterprise.__table__.outerjoin(
             Consent.__table__,
@@ -178,15 +217,78 @@ _ENTERPRISE_AND_CONSENTS = (
 """The enterprise and every consent it gave the institution, newest expiry first: one query,
 built once (every institution read runs it)."""
 
+_KEY_ENTERPRISE_AND_CONSENTS = (
+    sa.select(*KEY_CHECK_COLUMNS, *_CONSENT_COLUMNS)
+    .select_from(
+        ApiKey.__table__.outerjoin(
+            Enterprise.__table__, _enterprises.credit_code == sa.bindparam("credit_code")
+        ).outerjoin(
+            Consent.__table__,
+            sa.and_(
+                _consents.enterprise_id == _enterprises.id,
+                _consents.institution_id == _keys.institution_id,
+            ),
+        )
+    )
+    .where(_keys.key_id == sa.bindparam("key_id"))
+    .order_by(_consents.expires_at.desc())
+)
+"""The API key by its key id, with the enterprise and every consent it gave the key's
+institution (newest expiry first): one row per consent, one row of nulls beside the key when
+there are none, no row for an unknown key. Built once (every API-key read runs it)."""
+
+
+def _consent_lookup(institution_id: str, credit_code: str, rows: Sequence[Any]) -> ConsentLookup:
+    enterprise_id = rows[0].enterprise_id if rows else None
+    return ConsentLookup(
+        institution_id=institution_id,
+        credit_code=credit_code,
+        enterprise_id=None if enterprise_id is None else str(enterprise_id),
+        consents=tuple(
+            _ConsentRow(
+                row.consent_id,
+                row.consent_purpose,
+                row.consent_scopes,
+                row.consent_expires_at,
+                row.consent_revoked_at,
+            )
+            for row in rows
+            if row.consent_id is not None
+        ),
+    )
+
+
+def verify_api_key_with_consents(
+    db: Db, *, presented: str, credit_code: str, now: datetime
+) -> tuple[VerifiedKey, ConsentLookup]:
+    """Authenticate an API key and read what deciding its access to ``credit_code`` needs.
+
+    One query instead of two (:func:`~flowbureau.service.apikeys.verify_api_key`, then the
+    consents in :func:`require_access`). The key is checked exactly as ``verify_api_key``
+    checks it (:class:`~flowbureau.errors.AuthenticationError` otherwise) before the consent
+    rows are looked at; pass the lookup to :func:`require_access`.
+    """
+    key_id = presented_key_id(presented)
+    rows = (
+        []
+        if key_id is None
+        else db.execute(
+            _KEY_ENTERPRISE_AND_CONSENTS, {"key_id": key_id, "credit_code": credit_code}
+        ).all()
+    )
+    key = check_presented_key(rows[0] if rows else None, presented=presented, now=now)
+    return key, _consent_lookup(key.institution_id, credit_code, rows)
+
 
 def _decide(
-    db: Session,
+    db: Db,
     *,
     principal: Principal,
     credit_code: str,
     operation: Operation,
     purpose: Purpose | None,
     now: datetime,
+    lookup: ConsentLookup | None,
 ) -> _Decision:
     if operation not in ROLE_OPERATIONS[principal.role]:
         return _Decision(False, f"role {principal.role.value} never reads enterprise data")
@@ -205,18 +307,20 @@ def _decide(
     )
     if principal.institution_id is None:
         return none
-    rows = db.execute(
-        _ENTERPRISE_AND_CONSENTS,
-        {"credit_code": credit_code, "institution_id": principal.institution_id},
-    ).all()
-    if not rows:  # no such enterprise
+    if (
+        lookup is None
+        or lookup.institution_id != principal.institution_id
+        or lookup.credit_code != credit_code
+    ):
+        rows = db.execute(
+            _ENTERPRISE_AND_CONSENTS,
+            {"credit_code": credit_code, "institution_id": principal.institution_id},
+        ).all()
+        lookup = _consent_lookup(principal.institution_id, credit_code, rows)
+    if lookup.enterprise_id is None:  # no such enterprise
         return none
-    enterprise_id = str(rows[0].enterprise_id)
-    consents = [
-        _ConsentRow(row.id, row.purpose, row.scopes, row.expires_at, row.revoked_at)
-        for row in rows
-        if row.id is not None
-    ]
+    enterprise_id = lookup.enterprise_id
+    consents = lookup.consents
     same_purpose = [c for c in consents if c.purpose == purpose]
     for consent in same_purpose:
         if consent_status(consent, now) == "live" and operation.value in consent.scopes:
@@ -249,7 +353,7 @@ def _decide(
 
 
 def require_access(
-    db: Session,
+    db: Db,
     *,
     principal: Principal,
     credit_code: str,
@@ -258,11 +362,14 @@ def require_access(
     resource: str,
     request_id: str | None,
     now: datetime,
+    lookup: ConsentLookup | None = None,
 ) -> AccessGrant:
     """Check role policy, live consent, purpose and operation; audit and commit the decision.
 
     Institutions must state their ``purpose`` (:class:`InputError` otherwise). Raises
-    :class:`PermissionDeniedError` with the reason when the access is denied.
+    :class:`PermissionDeniedError` with the reason when the access is denied. ``lookup``
+    (from :func:`verify_api_key_with_consents`, same request) saves reading the consents
+    again; one for another institution or enterprise is ignored.
     """
     if principal.role in INSTITUTION_ROLES and purpose is None:
         raise InputError(
@@ -277,6 +384,7 @@ def require_access(
         operation=operation,
         purpose=purpose,
         now=now,
+        lookup=lookup,
     )
     audit.append(
         db,

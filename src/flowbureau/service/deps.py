@@ -7,7 +7,8 @@ Rules:
   counts API-key requests against the key's rate limit.
 - Dependencies that do no I/O are ``async`` (they run on the event loop); each synchronous
   dependency costs a hop to a worker thread, which under CPU contention is a wait for a core.
-  The open API's reads use :func:`authenticated_session` to do all their work in one hop.
+  The open API's reads do all their work in one hop on one connection
+  (:func:`read_connection`, :func:`authenticate_for_read`, :func:`session_on`).
 - The client IP comes from the socket, or from ``X-Forwarded-For`` only when
   ``trust_forwarded_for`` says a trusted proxy sets it.
 """
@@ -19,15 +20,18 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from flowbureau.errors import AuthenticationError
+from flowbureau.service.apikeys import API_KEY_PREFIX
+from flowbureau.service.consent import ConsentLookup, verify_api_key_with_consents
 from flowbureau.service.context import ServiceContext
 from flowbureau.service.idempotency import IdempotencyKey, request_fingerprint
-from flowbureau.service.principals import Principal, resolve_bearer
+from flowbureau.service.principals import Principal, api_key_principal, resolve_bearer
 from flowbureau.service.providers import EnterpriseDataProvider, Evaluator
 from flowbureau.service.ratelimit import Rate
 
@@ -44,7 +48,9 @@ __all__ = [
     "RequestIdDep",
     "SessionDep",
     "authenticate",
-    "authenticated_session",
+    "authenticate_for_read",
+    "read_connection",
+    "session_on",
 ]
 
 
@@ -122,12 +128,7 @@ def authenticate(
     principal = resolve_bearer(
         session, token=credentials.credentials, issuer=context.tokens, now=now
     )
-    if principal.kind == "api_key":
-        context.limiter.hit(
-            f"api:key:{principal.key_id}",
-            Rate(context.settings.service.api_key_requests_per_minute, 60),
-            what="requests with this API key",
-        )
+    _limit_api_key(principal, context)
     return principal
 
 
@@ -141,21 +142,70 @@ def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-@contextmanager
-def authenticated_session(
-    context: ServiceContext,
-    credentials: HTTPAuthorizationCredentials | None,
-    now: datetime,
-) -> Iterator[tuple[Session, Principal]]:
-    """A unit of work opened, authenticated, committed and closed in the calling thread.
+def _limit_api_key(principal: Principal, context: ServiceContext) -> None:
+    if principal.kind == "api_key":
+        context.limiter.hit(
+            f"api:key:{principal.key_id}",
+            Rate(context.settings.service.api_key_requests_per_minute, 60),
+            what="requests with this API key",
+        )
 
-    For hot read routes written as one synchronous function: the caller is authenticated
-    exactly as by ``CurrentPrincipal`` and the session behaves as ``SessionDep``'s, but the
-    whole request runs in one worker-thread hop instead of one per dependency.
+
+@contextmanager
+def read_connection(context: ServiceContext) -> Iterator[sa.Connection]:
+    """One pooled connection for a whole open-API read, committed at the end, rolled back on error.
+
+    The hot reads (:func:`authenticate_for_read`, the access decision and its audit entry,
+    then :func:`session_on` for the provider) all run on it in the calling thread: one
+    pool checkout and one worker-thread hop per request, Core statements without an ORM unit
+    of work where no ORM object is needed.
     """
-    with context.sessions() as session:
+    with context.engine.connect() as connection:
         try:
-            yield session, authenticate(session, credentials, context, now)
+            yield connection
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+
+
+def authenticate_for_read(
+    connection: sa.Connection,
+    credentials: HTTPAuthorizationCredentials | None,
+    context: ServiceContext,
+    now: datetime,
+    *,
+    credit_code: str,
+) -> tuple[Principal, ConsentLookup | None]:
+    """The caller of a read of ``credit_code``'s data, authenticated as by ``CurrentPrincipal``.
+
+    An API key is verified and rate limited exactly as by :func:`authenticate`, but found in
+    the same query as the enterprise's consents to its institution (returned for
+    :func:`~flowbureau.service.consent.require_access`); an access token goes the usual way
+    (``None`` then: the decision reads the consents itself).
+    """
+    if credentials is None:
+        raise AuthenticationError("sign in first: send Authorization: Bearer <token or API key>")
+    token = credentials.credentials
+    lookup: ConsentLookup | None = None
+    if token.startswith(API_KEY_PREFIX):
+        key, lookup = verify_api_key_with_consents(
+            connection, presented=token, credit_code=credit_code, now=now
+        )
+        principal = api_key_principal(key)
+    else:
+        with context.sessions(bind=connection) as session:
+            principal = resolve_bearer(session, token=token, issuer=context.tokens, now=now)
+    _limit_api_key(principal, context)
+    return principal, lookup
+
+
+@contextmanager
+def session_on(context: ServiceContext, connection: sa.Connection) -> Iterator[Session]:
+    """A session on ``connection`` (no second pool checkout), committed when the block ends."""
+    with context.sessions(bind=connection) as session:
+        try:
+            yield session
             session.commit()
         except BaseException:
             session.rollback()

@@ -16,11 +16,11 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from flowbureau.errors import AuthenticationError
-from flowbureau.service.apikeys import API_KEY_PREFIX, verify_api_key
+from flowbureau.service.apikeys import API_KEY_PREFIX, VerifiedKey, verify_api_key
 from flowbureau.service.models import Operation, Role, User
 from flowbureau.service.tokens import TokenIssuer, session_is_live
 
-__all__ = ["Principal", "resolve_bearer"]
+__all__ = ["Principal", "api_key_principal", "resolve_bearer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +41,22 @@ class Principal:
         return f"{self.kind}:{self.id}"
 
 
+def api_key_principal(key: VerifiedKey) -> Principal:
+    """The principal of a verified API key: role ``api_client``, its institution and scopes."""
+    return Principal(
+        kind="api_key",
+        id=key.id,
+        role=Role.API_CLIENT,
+        institution_id=key.institution_id,
+        scopes=frozenset(Operation(s) for s in key.scopes),
+        key_id=key.key_id,
+    )
+
+
 def resolve_bearer(db: Session, *, token: str, issuer: TokenIssuer, now: datetime) -> Principal:
     """Authenticate a Bearer token; raise :class:`AuthenticationError` saying why not."""
     if token.startswith(API_KEY_PREFIX):
-        key = verify_api_key(db, presented=token, now=now)
-        return Principal(
-            kind="api_key",
-            id=key.id,
-            role=Role.API_CLIENT,
-            institution_id=key.institution_id,
-            scopes=frozenset(Operation(s) for s in key.scopes),
-            key_id=key.key_id,
-        )
+        return api_key_principal(verify_api_key(db, presented=token, now=now))
     claims = issuer.decode(token, now=now)
     if not session_is_live(db, session_id=claims.session_id, now=now):
         raise AuthenticationError("this session has ended (signed out or revoked): sign in again")

@@ -5,20 +5,37 @@ Rules:
   plus the events already scheduled for later months). Every random draw of month ``t``
   comes from its own stream, so a month's content does not depend on chunking.
 - Revenue of enterprise ``i`` in month ``t`` is ``revenue_i / 12 * season * trend * exp(0.3 h)
-  * noise``; it falls to a quarter after a default and keeps fading. Purchases are the
-  industry's cost-of-goods ratio of revenue, 12 % higher per unit of negative health; payroll,
-  rent and other overheads are fixed on the base revenue, so low health means losses
-  (operating leverage) and falling balances. When an account would go below zero it is funded
+  * noise`` (noise lognormal sd 0.1); it falls to a quarter after a default and keeps fading.
+  A month's external sales and purchases are that volume split over the month's payments (the
+  count sets how lumpy it is, not how much). Purchases are the industry's cost-of-goods ratio of
+  revenue times ``exp(-0.15 h)`` (:func:`cost_factor`: pricing power and input costs, smooth
+  over the whole health range); payroll and overheads follow the enterprise's size (base
+  revenue x trend), rent is fixed: the cash margin rises with health at every level, and weak
+  firms lose money (operating leverage). When an account would go below zero it is funded
   just before its first entry of the month: from a sibling account of the same enterprise
-  with spare cash (资金调拨), else by an online loan if health is below -0.6, else by a
-  shareholder loan from the legal representative. Balances never go negative.
+  with spare cash (资金调拨), else by an online loan with probability ``sigmoid(-3 (h + 0.6))``,
+  else by a shareholder loan from the legal representative. Balances never go negative.
+- Cash buffer: an enterprise aims at ``buffer_months(h) = exp(0.8 h)`` months of its
+  expected outgoings (0.45 at h = -1, 2.2 at h = 1; clipped to 0.1 .. 8); it opens the run with
+  that buffer (x lognormal sd 0.3), and each month cash above 1.3 x the target is partly
+  (50-100 %) paid out to the owner (``dividend``: profit distributions of healthy firms, and
+  owners taking cash out of firms whose health, and target, fell). Healthy firms accumulate
+  cash up to that band, weak ones drain towards zero and live on funding.
 - A payment between two consortium accounts is two entries (payer's debit, payee's credit)
   sharing ``payment_id``; the credit is booked the same day (75 %), the next day (20 %) or
   two to three days later. Supplier payments are made on the edge's contract day plus a delay
-  that grows with the payer's distress (``1 + 12 max(0, -h)^1.5`` days on average).
-- Distress also shows as: returned payments (退汇/退票), late payroll (split in two), late tax
-  with a late fee, more online borrowing and missed online repayments, non-renewal of bank
-  loans; after a default, loan repayments stop or bounce (debit and same-day reversal).
+  with mean :func:`delay_days` ``= 1 + 3 exp(-0.9 h)`` days (2.2 at h = 1, 4 at 0, 8.4 at -1,
+  19 at -2, at most 45).
+- Receivables: a member customer leaves a share ``health.unpaid_share(h last month)`` of its
+  trade payments unpaid (each payment dropped with that probability; 0.03 at h = 0, 0.23 at
+  h = -1), and pays nothing due on or after its default day; its suppliers' inflows fall and
+  their health takes the matching ``receivable`` loss in :mod:`flowbureau.synth.health`.
+- Distress also shows, with smooth dependence on health, as: returned payments (退汇/退票,
+  ``0.003 + 0.03 sigmoid(-1.5 h - 1.5)`` of supplier payments), late payroll (split in two;
+  ``0.6 sigmoid(-3 (h + 1))``), late tax with a late fee (``0.5 sigmoid(-3 (h + 1.2))``), late
+  rent (``0.5 sigmoid(-3 (h + 1))``), online borrowing (odds ``0.003 exp(-1.3 h)`` a month)
+  and missed online repayments (``sigmoid(-3.5 - 2 h)``), non-renewal of bank loans; after a
+  default, loan repayments stop or bounce (debit and same-day reversal).
 - Real-flow anomalies planted here (``anomaly`` column): rare huge amounts (``outlier``),
   circular flows A->B->C->A within days (``circular_flow``) and bursts of round amounts
   (``round_burst``). Data-quality problems are planted later, when files are written.
@@ -34,7 +51,7 @@ import numpy as np
 
 from flowbureau.schema import TxType
 from flowbureau.synth.calendar import SECONDS_PER_DAY, Calendar
-from flowbureau.synth.health import HealthPanel, sigmoid
+from flowbureau.synth.health import HealthPanel, sigmoid, unpaid_share
 from flowbureau.synth.reference import CHINESE_NEW_YEAR, INDUSTRY_PROFILES, gbt4754
 from flowbureau.synth.world import DIVISIONS, KIND_MEMBER, World, stream
 
@@ -212,6 +229,11 @@ FLOWS: tuple[Flow, ...] = (
         (("还款冲正", "REVERSAL"), ("扣款失败冲正", "REVERSAL")),
     ),
     Flow("transfer_out", T.OTHER, (("往来款", "TRANSFER"), ("转账", "TRANSFER"), ("借款", "LOAN"))),
+    Flow(
+        "dividend",
+        T.OTHER,
+        (("股东分红", "DIVIDEND"), ("利润分配", "PROFIT DISTRIBUTION"), ("分红款", "DIVIDEND")),
+    ),
 )
 """Every kind of flow the generator emits (``flow`` column of the ground truth)."""
 
@@ -238,9 +260,38 @@ ANOMALIES = ("", "outlier", "circular_flow", "round_burst")
 _ROUND_BUSINESS = (0.45, 0.1)  # share of payments rounded to whole yuan, to 100 yuan
 REVENUE_SENSITIVITY = 0.3
 """Revenue scales with ``exp(0.3 h)``."""
-MARGIN_SQUEEZE = 0.12
-"""Purchases per unit of revenue grow by 12 % per unit of negative health (price cuts, costlier
-inputs), so distressed firms lose money."""
+COST_SLOPE = 0.15
+"""Purchases per unit of revenue are ``exp(-0.15 h)`` times the industry's cost-of-goods ratio
+(pricing power, input costs): 16 % dearer per unit of health lost, over the whole range."""
+BUFFER_MONTHS = 1.0
+BUFFER_SLOPE = 0.8
+"""Target cash buffer: ``1.0 x exp(0.8 h)`` months of expected outgoings (0.45 at h = -1, 2.2
+at h = 1), clipped to 0.1 .. 8."""
+DIVIDEND_ABOVE = 1.3
+"""Each month, cash above 1.3 x the target buffer is partly paid out to the owner."""
+
+
+def cost_factor(h: np.ndarray) -> np.ndarray:
+    """Purchases per unit of revenue relative to the industry's ratio, given health ``h``."""
+    return np.asarray(np.exp(-COST_SLOPE * np.asarray(h, dtype=np.float64)))
+
+
+def buffer_months(h: np.ndarray) -> np.ndarray:
+    """The cash an enterprise aims to hold, in months of its expected outgoings."""
+    return np.asarray(
+        np.clip(BUFFER_MONTHS * np.exp(BUFFER_SLOPE * np.asarray(h, dtype=np.float64)), 0.1, 8.0)
+    )
+
+
+def delay_days(h: np.ndarray) -> np.ndarray:
+    """Mean delay (days) of a supplier payment past its contract day: ``1 + 3 exp(-0.9 h)``,
+    at most 45 (2.2 at h = 1, 4 at h = 0, 8.4 at h = -1, 19 at h = -2)."""
+    return np.asarray(np.minimum(45.0, 1.0 + 3.0 * np.exp(-0.9 * np.asarray(h, dtype=np.float64))))
+
+
+def late_probability(h: np.ndarray, most: float, centre: float) -> np.ndarray:
+    """Probability of paying payroll, tax or rent late: ``most x sigmoid(-3 (h - centre))``."""
+    return most * sigmoid(-3.0 * (np.asarray(h, dtype=np.float64) - centre))
 
 
 @dataclass(slots=True)
@@ -392,9 +443,11 @@ class FlowSimulator:
         self.acct_bank = acc.bank
         self.acct_usd = acc.usd
         self.cp_bank_index = self._cp_bank_index()
-        # opening balances: about 1.5 months of revenue, less for weaker firms
+        # opening balances: the target buffer (months of expected outgoings, rising with health)
         h0 = health.health[:, 0]
-        cash = 1.5 * self.base * np.exp(0.3 * h0) * rng.lognormal(0.0, 0.5, self.n)
+        cash = (
+            buffer_months(h0) * self.outgoings(h0, np.exp(REVENUE_SENSITIVITY * h0), self.base)
+        ) * rng.lognormal(0.0, 0.3, self.n)
         balance = np.zeros(acc.n, dtype=np.int64)
         for i in range(self.n):
             accounts = acc.by_enterprise[i]
@@ -414,6 +467,14 @@ class FlowSimulator:
         self.fx_rate = 7.1 + 0.15 * np.sin(np.arange(world.months) / 5.0 + world.seed % 7)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def outgoings(self, h: np.ndarray, activity: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Expected monthly outgoings (yuan) at health ``h``, activity (revenue / base) and
+        size (the grown base revenue, which payroll and overheads follow)."""
+        variable = (self.cogs * cost_factor(h) + self.util_ratio + 0.03) * activity * self.base
+        return np.asarray(
+            variable + size * (self.payroll_ratio + self.other_ratio) + self.base * self.rent_ratio
+        )
 
     def _cp_bank_index(self) -> np.ndarray:
         """Per counterparty: the consortium bank index of a member account, else -1."""
@@ -542,12 +603,21 @@ class FlowSimulator:
             season
             * trend
             * np.exp(REVENUE_SENSITIVITY * h)
-            * rng.lognormal(0.0, 0.08, self.n)
+            * rng.lognormal(0.0, 0.1, self.n)
             * fade
         )
         revenue = self.base * act
         solvent = (hp.default_month < 0) | (hp.default_month > t)
-        ctx = _Month(t=t, rng=rng, h=h, alive=alive, solvent=solvent, fade=fade, revenue=revenue)
+        ctx = _Month(
+            t=t,
+            rng=rng,
+            h=h,
+            alive=alive,
+            solvent=solvent,
+            fade=fade,
+            revenue=revenue,
+            size=self.base * trend,
+        )
         parts: list[Events] = []
         parts += self._trade(ctx)
         parts += self._external_sales(ctx)
@@ -560,6 +630,7 @@ class FlowSimulator:
         parts += self._online_repayments(ctx)
         parts += self._new_online_loans(ctx)
         parts += self._treasury(ctx)
+        parts += self._dividends(ctx)
         if self.anomalies:
             parts += self._circular(ctx)
             parts += self._bursts(ctx)
@@ -589,12 +660,7 @@ class FlowSimulator:
         rng = c.rng
         customer = links.customer
         payer_h = c.h[customer]
-        value = (
-            links.share
-            * self.cogs[customer]
-            * c.revenue[customer]
-            * (1 + MARGIN_SQUEEZE * np.maximum(0.0, -payer_h))
-        )
+        value = links.share * self.cogs[customer] * c.revenue[customer] * cost_factor(payer_h)
         freq = np.maximum(
             0.35,
             _frequency(self.world.enterprises.revenue[customer])
@@ -603,13 +669,13 @@ class FlowSimulator:
             * self.world.config.activity,
         )
         count = rng.poisson(freq)
-        count[~c.alive[customer] & (rng.random(len(count)) < 0.8)] = 0
+        count[~c.alive[customer]] = 0  # a defaulted customer pays its suppliers nothing
         edge = np.repeat(np.arange(len(customer)), count)
         if not len(edge):
             return []
         k = len(edge)
         amount = value[edge] / freq[edge] * rng.lognormal(-0.06125, 0.35, k)
-        delay = rng.gamma(2.0, (1.0 + 12.0 * np.maximum(0.0, -payer_h[edge]) ** 1.5) / 2.0)
+        delay = rng.gamma(2.0, delay_days(payer_h[edge]) / 2.0)
         day = (
             self.cal.first_day[c.t]
             + np.clip(links.pay_day[edge] - 1 + rng.normal(0, 2, k), 0, 27).astype(np.int64)
@@ -618,7 +684,14 @@ class FlowSimulator:
         day = self.cal.next_business_day(day)
         ts = day * SECONDS_PER_DAY + _business_seconds(rng, k)
         minor = _business_amount(rng, amount)
-        keep = minor > 0
+        # receivables a distressed customer never settles (health.unpaid_share of last month's
+        # health: the supplier's health took the matching loss); payments due after the
+        # customer's default day are not made
+        previous = self.health.health[customer[edge], max(c.t - 1, 0)]
+        unpaid = rng.random(k) < (unpaid_share(previous) if c.t > 0 else 0.0)
+        default_day = self.health.default_day[customer[edge]]
+        unpaid |= (default_day >= 0) & (day >= default_day)
+        keep = (minor > 0) & ~unpaid
         debit, credit = self.transfer(
             links.payer_account[edge][keep],
             links.payee_account[edge][keep],
@@ -647,7 +720,7 @@ class FlowSimulator:
         parts: list[Events] = []
         if len(owner):
             k = len(owner)
-            amount = (share * c.revenue)[owner] / rate[owner] * rng.lognormal(-0.125, 0.5, k)
+            amount = _split(share * c.revenue, owner, rng.lognormal(0.0, 0.5, k), self.n)
             n_cust = links.ext_customer_ptr[owner + 1] - links.ext_customer_ptr[owner]
             pick = (n_cust * rng.random(k) ** 2).astype(np.int64)
             cp = links.ext_customer[links.ext_customer_ptr[owner] + pick]
@@ -685,13 +758,8 @@ class FlowSimulator:
         links = self.world.links
         acc = self.world.accounts
         rng = c.rng
-        purchases = (
-            self.cogs
-            * c.revenue
-            * (1 + MARGIN_SQUEEZE * np.maximum(0.0, -c.h))
-            * (1.0 - links.member_purchase_share)
-        )
-        overhead = self.other_ratio * self.base * np.where(c.alive, 1.0, c.fade)
+        purchases = self.cogs * c.revenue * cost_factor(c.h) * (1.0 - links.member_purchase_share)
+        overhead = self.other_ratio * c.size * np.where(c.alive, 1.0, c.fade)
         parts: list[Events] = []
         for flow, total, freq in (
             (FLOW["purchase"], purchases, _frequency(ent.revenue) * 1.0),
@@ -705,7 +773,7 @@ class FlowSimulator:
             if not len(owner):
                 continue
             k = len(owner)
-            amount = total[owner] / rate[owner] * rng.lognormal(-0.10125, 0.45, k)
+            amount = _split(total, owner, rng.lognormal(0.0, 0.45, k), self.n)
             n_supp = links.ext_supplier_ptr[owner + 1] - links.ext_supplier_ptr[owner]
             cp = links.ext_supplier[
                 links.ext_supplier_ptr[owner] + (n_supp * rng.random(k) ** 1.5).astype(np.int64)
@@ -715,7 +783,7 @@ class FlowSimulator:
                 acc.primary[owner],
                 self.acct_list[self.acct_ptr[owner + 1] - 1],
             )
-            delay = rng.gamma(2.0, (1.0 + 12.0 * np.maximum(0.0, -c.h[owner]) ** 1.5) / 2.0)
+            delay = rng.gamma(2.0, delay_days(c.h[owner]) / 2.0)
             day = self.days(c.t, self.cal.business_day_weights(c.t), k, rng) + delay.astype(
                 np.int64
             )
@@ -803,12 +871,12 @@ class FlowSimulator:
         who = np.flatnonzero(paying)
         cost = (
             self.payroll_ratio
-            * self.base
+            * c.size
             * np.where(months_after > 0, 0.4, 1.0)
             * rng.lognormal(0.0, 0.03, self.n)
         )
         net = cost * 0.65
-        late = (c.h < -1.0) & (rng.random(self.n) < 0.6)
+        late = rng.random(self.n) < late_probability(c.h, 0.6, -1.0)
         split = late & (rng.random(self.n) < 0.4)
         day = (
             self.cal.first_day[c.t]
@@ -904,7 +972,7 @@ class FlowSimulator:
         who = np.flatnonzero(paying & (vat > 0))
         if not len(who):
             return []
-        late = (c.h[who] < -1.2) & (rng.random(len(who)) < 0.5)
+        late = rng.random(len(who)) < late_probability(c.h[who], 0.5, -1.2)
         late_days = np.where(late, rng.integers(3, 21, len(who)), 0)
         day = (
             self.cal.next_business_day(self.cal.first_day[c.t] + rng.integers(7, 14, len(who)))
@@ -928,7 +996,7 @@ class FlowSimulator:
                     desc=np.full(len(who), _DESC_BASE[base] + variant),
                 )
             )
-        iit = np.round(self.payroll_ratio[who] * self.base[who] * 0.03 * 100).astype(np.int64)
+        iit = np.round(self.payroll_ratio[who] * c.size[who] * 0.03 * 100).astype(np.int64)
         parts.append(self.events(payer, -iit, ts + 3, tax_cp, FLOW["iit"]))
         fee_rows = np.flatnonzero(late)
         if len(fee_rows):
@@ -990,7 +1058,7 @@ class FlowSimulator:
         paying = (monthly | quarterly) & (c.fade > 0.2)
         who = np.flatnonzero(paying)
         periods = np.where(self.quarterly_rent[who], 3, 1)
-        late = (c.h[who] < -1.0) & (rng.random(len(who)) < 0.5)
+        late = rng.random(len(who)) < late_probability(c.h[who], 0.5, -1.0)
         day = self.cal.next_business_day(
             self.cal.first_day[c.t] + rng.integers(0, 5, len(who))
         ) + np.where(late, rng.integers(5, 20, len(who)), 0)
@@ -1292,6 +1360,37 @@ class FlowSimulator:
             )
         return parts
 
+    def _dividends(self, c: _Month) -> list[Events]:
+        """Cash above ``DIVIDEND_ABOVE`` times the target buffer (see :func:`buffer_months`) at
+        the start of a month is partly (50-100 %) paid out to the owner from the main account
+        (at most 90 % of that account's balance), so that cash holdings stay in line with the
+        enterprise's health: profit distributions of healthy firms, and, when health falls and
+        the target with it, the owner taking cash out of a deteriorating firm (a common prelude
+        to SME failures)."""
+        acc = self.world.accounts
+        rng = c.rng
+        cny = ~acc.usd
+        cash = np.bincount(acc.owner[cny], weights=self.balance[cny], minlength=self.n) / 100.0
+        target = buffer_months(c.h) * self.outgoings(c.h, c.revenue / self.base, c.size)
+        excess = cash - DIVIDEND_ABOVE * target
+        payout = np.minimum(
+            excess * rng.uniform(0.5, 1.0, self.n), 0.9 * self.balance[acc.primary] / 100.0
+        )
+        who = np.flatnonzero(c.solvent & (c.fade >= 1.0) & (payout >= 10_000.0))
+        if not len(who):
+            return []
+        amount = (np.floor(payout[who] / 1_000.0) * 100_000).astype(np.int64)
+        day = self.cal.next_business_day(self.cal.first_day[c.t] + rng.integers(9, 20, len(who)))
+        return [
+            self.events(
+                acc.primary[who],
+                -amount,
+                day * SECONDS_PER_DAY + _business_seconds(rng, len(who)),
+                self.world.links.owner_person[who],
+                FLOW["dividend"],
+            )
+        ]
+
     def _returns(self, c: _Month, events: Events) -> list[Events]:
         """Some outgoing supplier payments come back (退汇/退票), more often when distressed.
         A returned payment between members never reaches the payee: its credit is removed."""
@@ -1303,7 +1402,7 @@ class FlowSimulator:
         if not len(candidates):
             return []
         owner = self.acct_owner[events.acct[candidates]]
-        p = 0.002 + 0.04 * sigmoid(-2.0 * c.h[owner] - 2.0)
+        p = 0.003 + 0.03 * sigmoid(-1.5 * c.h[owner] - 1.5)
         chosen = candidates[rng.random(len(candidates)) < p]
         if not len(chosen):
             return []
@@ -1554,7 +1653,12 @@ class FlowSimulator:
                 )
             )
         external = sibling < 0
-        online = external & (c.h[owner] < -0.6) & c.solvent[owner] & ~acc.usd[short]
+        online = (
+            external
+            & (rng.random(len(short)) < sigmoid(-3.0 * (c.h[owner] + 0.6)))
+            & c.solvent[owner]
+            & ~acc.usd[short]
+        )
         sel = np.flatnonzero(online)
         if len(sel):
             start = len(self.online)
@@ -1619,11 +1723,20 @@ class _Month:
     """Not defaulted by the end of this month."""
     fade: np.ndarray
     revenue: np.ndarray
+    size: np.ndarray
+    """Base monthly revenue grown by the enterprise's trend: payroll and overheads follow it."""
 
 
 def _frequency(revenue: np.ndarray) -> np.ndarray:
     """Typical number of payments a month for a firm of this annual revenue (CNY)."""
     return np.clip(2.0 * (revenue / 1.0e6) ** 0.45, 1.0, 80.0)
+
+
+def _split(total: np.ndarray, owner: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
+    """Split each enterprise's monthly ``total`` over its payments (``owner`` per payment) in
+    proportion to ``weight``: the month's total is the business volume, not a count draw."""
+    per_owner = np.bincount(owner, weights=weight, minlength=n)
+    return np.asarray(total[owner] * weight / per_owner[owner])
 
 
 def _business_seconds(rng: np.random.Generator, k: int) -> np.ndarray:

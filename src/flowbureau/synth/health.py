@@ -21,6 +21,14 @@ Rules (the model every ground-truth number comes from):
   consortium suppliers the next month, scaled by 0.7 times the share of the supplier's sales
   that go to that customer (up to three hops). A default sends -1.2 x that share to its
   suppliers and -0.6 - 0.6 x min(1, facility / revenue) to the enterprise guaranteeing its loan.
+- Receivables: a distressed customer pays part of its member suppliers' invoices late and
+  never settles a share ``unpaid_share(h) = 0.6 sigmoid(-2.5 (h + 1.2))`` of them (0.03 at
+  h = 0, 0.23 at h = -1, 0.41 at h = -1.5; in :mod:`flowbureau.synth.flows` each of its trade
+  payments is dropped with that probability). Each month every supplier loses
+  ``RECEIVABLE_LOSS x dependence x unpaid_share(h of the customer last month)`` health (the
+  written-off receivable, 1.5 x the share of its sales lost), recorded as ``receivable``
+  shocks when at least ``MIN_IMPACT``; these impulses enter the shock stock but are not passed
+  on as ``contagion`` (the supplier's own lower health reaches its suppliers the same way).
 - Default: monthly probability ``pd = 1 / (1 + exp(-(a - b h)))`` (``default_intercept`` a,
   ``default_slope`` b); a default is absorbing. ``pd`` is recorded for every active month, and
   ``pd_12m``, the model's own probability of default within the next twelve months given the
@@ -48,6 +56,20 @@ CONTAGION = 0.7
 DEFAULT_CONTAGION = 1.2
 MAX_HOPS = 3
 MIN_IMPACT = 0.02
+RECEIVABLE_LOSS = 1.5
+"""Health lost per unit of the supplier's sales that a distressed customer leaves unpaid."""
+UNPAID_MAX = 0.6
+UNPAID_SLOPE = 2.5
+UNPAID_CENTRE = -1.2
+
+
+def unpaid_share(h: np.ndarray) -> np.ndarray:
+    """Share of a member customer's trade payments that are never made, given its health
+    ``h`` (``UNPAID_MAX * sigmoid(-UNPAID_SLOPE * (h - UNPAID_CENTRE))``)."""
+    return np.asarray(
+        UNPAID_MAX
+        / (1.0 + np.exp(UNPAID_SLOPE * (np.asarray(h, dtype=np.float64) - UNPAID_CENTRE)))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +118,19 @@ def macro_series(months: int) -> list[MacroMonth]:
     return out
 
 
+SHOCK_KINDS = ("planted", "contagion", "default_contagion", "guarantee", "receivable")
+"""Values of the ``kind`` column of the ``shocks`` table."""
+
+_SHOCK_COLUMNS = ("shock_id", "month", "origin", "source", "target", "hop", "impact", "kind")
+
+
 @dataclass(slots=True)
 class ShockLog:
-    """Rows of the ``shocks`` ground-truth table, appended month by month."""
+    """Rows of the ``shocks`` ground-truth table, appended month by month as compact numpy
+    chunks (receivable losses add about 0.2 rows per enterprise-month)."""
 
-    shock_id: list[int] = field(default_factory=list)
-    month: list[int] = field(default_factory=list)
-    origin: list[int] = field(default_factory=list)
-    source: list[int] = field(default_factory=list)
-    target: list[int] = field(default_factory=list)
-    hop: list[int] = field(default_factory=list)
-    impact: list[float] = field(default_factory=list)
-    kind: list[str] = field(default_factory=list)
+    chunks: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    """One tuple of column arrays (:data:`_SHOCK_COLUMNS` order) per :meth:`add`."""
 
     def add(
         self,
@@ -123,14 +146,36 @@ class ShockLog:
     ) -> None:
         """Append one row per element of the arrays."""
         n = len(target)
-        self.shock_id.extend(shock_id.tolist())
-        self.month.extend([month] * n)
-        self.origin.extend(origin.tolist())
-        self.source.extend(source.tolist())
-        self.target.extend(target.tolist())
-        self.hop.extend([hop] * n)
-        self.impact.extend(np.round(impact, 6).tolist())
-        self.kind.extend([kind] * n)
+        if not n:
+            return
+        self.chunks.append(
+            (
+                np.asarray(shock_id, dtype=np.int64),
+                np.full(n, month, dtype=np.int32),
+                np.asarray(origin, dtype=np.int64),
+                np.asarray(source, dtype=np.int64),
+                np.asarray(target, dtype=np.int64),
+                np.full(n, hop, dtype=np.int16),
+                np.round(np.asarray(impact, dtype=np.float64), 6),
+                np.full(n, SHOCK_KINDS.index(kind), dtype=np.int8),
+            )
+        )
+
+    def column(self, name: str) -> np.ndarray:
+        """One column over all rows (``kind`` as strings)."""
+        index = _SHOCK_COLUMNS.index(name)
+        empty = (np.int64, np.int32, np.int64, np.int64, np.int64, np.int16, np.float64, np.int8)
+        values = (
+            np.concatenate([c[index] for c in self.chunks])
+            if self.chunks
+            else np.zeros(0, dtype=empty[index])
+        )
+        if name == "kind":
+            return np.asarray(np.array(SHOCK_KINDS, dtype=object)[values])
+        return values
+
+    def __len__(self) -> int:
+        return sum(len(c[0]) for c in self.chunks)
 
 
 @dataclass(slots=True)
@@ -243,6 +288,31 @@ def simulate_health(world: World, calendar: Calendar) -> HealthPanel:
         received = np.zeros(n)
         for _, impulse, _ in current:
             received += impulse
+        if t > 0:
+            # receivables of last month that distressed (still solvent) customers left unpaid
+            edge_impact = np.where(
+                alive[links.customer],
+                -RECEIVABLE_LOSS * dependence * unpaid_share(health[links.customer, t - 1]),
+                0.0,
+            )
+            keep = edge_impact <= -MIN_IMPACT
+            if keep.any():
+                source = links.customer[keep]
+                target = links.supplier[keep]
+                impact = edge_impact[keep]
+                new_ids = np.arange(next_id, next_id + len(source))
+                next_id += len(source)
+                log.add(
+                    "receivable",
+                    t,
+                    1,
+                    shock_id=new_ids,
+                    origin=source,
+                    source=source,
+                    target=target,
+                    impact=impact,
+                )
+                received += np.bincount(target, weights=impact, minlength=n)
         received[~alive] = 0.0
         stock = SHOCK_DECAY * stock + received
         h = base + beta * macro_index[t] + level[section_of] + idio + stock

@@ -456,20 +456,14 @@ def truth_tables(
     codes = np.array([*ent.credit_code, None], dtype=object)
     shocks = pa.table(
         {
-            "shock_id": pa.array(log.shock_id, pa.int64()),
-            "month": pa.array([month_dates[m] for m in log.month], pa.date32()),
-            "kind": pa.array(log.kind, pa.string()),
-            "origin_enterprise_id": pa.array(
-                codes[np.array(log.origin, dtype=np.int64)] if log.origin else [], pa.string()
-            ),
-            "source_enterprise_id": pa.array(
-                codes[np.array(log.source, dtype=np.int64)] if log.source else [], pa.string()
-            ),
-            "target_enterprise_id": pa.array(
-                codes[np.array(log.target, dtype=np.int64)] if log.target else [], pa.string()
-            ),
-            "hop": pa.array(log.hop, pa.int32()),
-            "impact": pa.array(log.impact, pa.float64()),
+            "shock_id": pa.array(log.column("shock_id"), pa.int64()),
+            "month": pa.array([month_dates[m] for m in log.column("month").tolist()], pa.date32()),
+            "kind": pa.array(log.column("kind").tolist(), pa.string()),
+            "origin_enterprise_id": pa.array(codes[log.column("origin")].tolist(), pa.string()),
+            "source_enterprise_id": pa.array(codes[log.column("source")].tolist(), pa.string()),
+            "target_enterprise_id": pa.array(codes[log.column("target")].tolist(), pa.string()),
+            "hop": pa.array(log.column("hop").astype(np.int32), pa.int32()),
+            "impact": pa.array(log.column("impact"), pa.float64()),
         }
     )
     counterparties = pa.table(

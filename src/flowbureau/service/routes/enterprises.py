@@ -3,31 +3,34 @@
 Every route here calls :func:`flowbureau.service.consent.require_access` (or the search
 variant) before reading, so each read is checked against role policy, a live matching consent
 and the operation type, and is audited. The score, report and summary reads authenticate,
-decide, audit and read in one synchronous unit of work
-(:func:`~flowbureau.service.deps.authenticated_session`): one worker-thread hop per request.
+decide, audit and read in one synchronous function on one pooled connection
+(:func:`~flowbureau.service.deps.read_connection`): one worker-thread hop per request, the API
+key and the consents in one query, the view serialised once (``docs/service.md#performance``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
-from typing import Annotated, TypeVar
+from datetime import date
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
 
 from flowbureau.errors import InputError
 from flowbureau.service import consent
 from flowbureau.service.context import ServiceContext
 from flowbureau.service.deps import (
     BearerDep,
-    ContextDep,
     CurrentPrincipal,
     NowDep,
     ProviderDep,
     RequestIdDep,
     SessionDep,
-    authenticated_session,
+    authenticate_for_read,
+    read_connection,
+    session_on,
 )
 from flowbureau.service.models import Operation, Purpose
 from flowbureau.service.providers import (
@@ -39,8 +42,6 @@ from flowbureau.service.providers import (
     TransactionsSummaryView,
 )
 from flowbureau.service.schemas import CreditCode, problem_responses
-
-_View = TypeVar("_View")
 
 router = APIRouter(tags=["open api"], responses=problem_responses(401, 403, 422, 429))
 
@@ -97,23 +98,33 @@ def search_enterprises(
 
 
 def _consented_read(
-    read: Callable[[EnterpriseDataProvider, date], _View | None],
+    read: Callable[[EnterpriseDataProvider, date], BaseModel | None],
     *,
     operation: Operation,
     credit_code: str,
     request: Request,
-    context: ServiceContext,
     credentials: HTTPAuthorizationCredentials | None,
-    request_id: str | None,
-    now: datetime,
     purpose: Purpose | None,
     as_of: date | None,
-) -> tuple[_View | None, date]:
-    """Authenticate, decide and audit access for ``operation``, then ``read`` as of the day."""
-    with authenticated_session(context, credentials, now) as (session, principal):
+    missing: Callable[[date], str],
+) -> Response:
+    """Authenticate, decide and audit access for ``operation``, then ``read`` as of the day.
+
+    One worker-thread hop and one pooled connection per request; the view is serialised once
+    by pydantic (the route's ``response_model`` documents it; FastAPI does not validate a
+    returned ``Response`` again). ``missing(day)`` says why there is nothing when ``read``
+    finds nothing (404).
+    """
+    context: ServiceContext = request.app.state.context
+    request_id: str | None = getattr(request.state, "request_id", None)
+    now = context.clock()
+    with read_connection(context) as connection:
+        principal, lookup = authenticate_for_read(
+            connection, credentials, context, now, credit_code=credit_code
+        )
         day = _as_of(as_of, now.date())
         consent.require_access(
-            session,
+            connection,
             principal=principal,
             credit_code=credit_code,
             operation=operation,
@@ -121,99 +132,92 @@ def _consented_read(
             resource=_resource(request),
             request_id=request_id,
             now=now,
+            lookup=lookup,
         )
-        return read(context.provider_factory(session), day), day
+        with session_on(context, connection) as session:
+            view = read(context.provider_factory(session), day)
+    if view is None:
+        raise NotYetAvailableError(missing(day))
+    return Response(view.model_dump_json(by_alias=True), media_type="application/json")
 
 
-@router.get("/v1/enterprises/{credit_code}/score", responses=problem_responses(404))
+@router.get(
+    "/v1/enterprises/{credit_code}/score",
+    response_model=ScoreView,
+    responses=problem_responses(404),
+)
 def get_score(
     *,
     credit_code: CreditCodePath,
     request: Request,
-    context: ContextDep,
     credentials: BearerDep,
-    request_id: RequestIdDep,
-    now: NowDep,
     purpose: PurposeQuery = None,
     as_of: AsOfQuery = None,
-) -> ScoreView:
+) -> Response:
     """PD, score, grade, reasons and model version (consent must cover view_score)."""
-    score, day = _consented_read(
+    return _consented_read(
         lambda provider, day: provider.score(credit_code, day),
         operation=Operation.VIEW_SCORE,
         credit_code=credit_code,
         request=request,
-        context=context,
         credentials=credentials,
-        request_id=request_id,
-        now=now,
         purpose=purpose,
         as_of=as_of,
-    )
-    if score is None:
-        raise NotYetAvailableError(
+        missing=lambda day: (
             f"no score for {credit_code} as of {day} yet: no credit model has scored it"
-        )
-    return score
+        ),
+    )
 
 
-@router.get("/v1/enterprises/{credit_code}/report", responses=problem_responses(404))
+@router.get(
+    "/v1/enterprises/{credit_code}/report",
+    response_model=ReportView,
+    responses=problem_responses(404),
+)
 def get_report(
     *,
     credit_code: CreditCodePath,
     request: Request,
-    context: ContextDep,
     credentials: BearerDep,
-    request_id: RequestIdDep,
-    now: NowDep,
     purpose: PurposeQuery = None,
     as_of: AsOfQuery = None,
-) -> ReportView:
+) -> Response:
     """The credit report as JSON (consent must cover view_report)."""
-    report, _ = _consented_read(
+    return _consented_read(
         lambda provider, day: provider.report(credit_code, day),
         operation=Operation.VIEW_REPORT,
         credit_code=credit_code,
         request=request,
-        context=context,
         credentials=credentials,
-        request_id=request_id,
-        now=now,
         purpose=purpose,
         as_of=as_of,
+        missing=lambda _day: f"no report for {credit_code} yet",
     )
-    if report is None:
-        raise NotYetAvailableError(f"no report for {credit_code} yet")
-    return report
 
 
-@router.get("/v1/enterprises/{credit_code}/transactions/summary", responses=problem_responses(404))
+@router.get(
+    "/v1/enterprises/{credit_code}/transactions/summary",
+    response_model=TransactionsSummaryView,
+    responses=problem_responses(404),
+)
 def get_transactions_summary(
     *,
     credit_code: CreditCodePath,
     request: Request,
-    context: ContextDep,
     credentials: BearerDep,
-    request_id: RequestIdDep,
-    now: NowDep,
     purpose: PurposeQuery = None,
     as_of: AsOfQuery = None,
-) -> TransactionsSummaryView:
+) -> Response:
     """Transaction totals up to ``as_of`` (consent must cover view_transactions)."""
-    summary, day = _consented_read(
+    return _consented_read(
         lambda provider, day: provider.transactions_summary(credit_code, day),
         operation=Operation.VIEW_TRANSACTIONS,
         credit_code=credit_code,
         request=request,
-        context=context,
         credentials=credentials,
-        request_id=request_id,
-        now=now,
         purpose=purpose,
         as_of=as_of,
-    )
-    if summary is None:
-        raise NotYetAvailableError(
+        missing=lambda day: (
             f"no transactions of {credit_code} up to {day}: no bank has contributed them yet"
-        )
-    return summary
+        ),
+    )
