@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_runner import run_cli
 from conftest import Consortium
-from flowbureau.cli import main
-
-
-def run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["flowbureau", *args])
-    try:
-        main()
-        exit_code = 0
-    except SystemExit as exc:
-        exit_code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return exit_code, out.out, out.err
 
 
 @pytest.mark.slow
@@ -32,7 +18,7 @@ def test_train_run_show_label_and_revert(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status, out, _ = run(
+    status, out, _ = run_cli(
         monkeypatch,
         capsys,
         "anomaly",
@@ -53,14 +39,16 @@ def test_train_run_show_label_and_revert(
     assert trained["labelled"] == trained["rows"]
     assert (data_dir / "models" / "anomaly" / "v0001" / "manifest.json").is_file()
 
-    status, out, _ = run(monkeypatch, capsys, "anomaly", "run", "--confidence", "0.95", "--json")
+    status, out, _ = run_cli(
+        monkeypatch, capsys, "anomaly", "run", "--confidence", "0.95", "--json"
+    )
     assert status == 0
     report = json.loads(out)
     assert report["model_version"] == "v0001"
     assert report["corrections_applied"] > 0
     assert report["confidence"] == 0.95
 
-    status, out, _ = run(
+    status, out, _ = run_cli(
         monkeypatch,
         capsys,
         "sql",
@@ -71,19 +59,19 @@ def test_train_run_show_label_and_revert(
     assert status == 0
     rows = json.loads(out)
     (first,) = rows if isinstance(rows, list) else rows["rows"]
-    status, out, _ = run(monkeypatch, capsys, "anomaly", "show", first["account_id"], "--json")
+    status, out, _ = run_cli(monkeypatch, capsys, "anomaly", "show", first["account_id"], "--json")
     assert status == 0
     shown = json.loads(out)
     entry = next(e for e in shown["entries"] if e["tx_id"] == first["tx_id"])
     assert entry["corrections"][0]["correction_id"] == first["correction_id"]
     assert entry["corrections"][0]["reason"]
 
-    status, out, _ = run(monkeypatch, capsys, "anomaly", "show", first["account_id"])
+    status, out, _ = run_cli(monkeypatch, capsys, "anomaly", "show", first["account_id"])
     assert status == 0
     assert first["tx_id"] in out
     assert f"correction {first['correction_id']} active" in out
 
-    status, out, _ = run(
+    status, out, _ = run_cli(
         monkeypatch,
         capsys,
         "anomaly",
@@ -98,7 +86,7 @@ def test_train_run_show_label_and_revert(
     assert status == 0
     assert json.loads(out)["status"] == "reverted"
 
-    status, out, _ = run(
+    status, out, _ = run_cli(
         monkeypatch,
         capsys,
         "anomaly",
@@ -112,17 +100,19 @@ def test_train_run_show_label_and_revert(
     assert status == 0
     assert "labelled" in out
 
-    status, _, err = run(
+    status, _, err = run_cli(
         monkeypatch, capsys, "anomaly", "label", first["tx_id"], "--as", "typo", "--analyst", "a"
     )
     assert status == 2
     assert "field 'label'" in err
-    status, _, err = run(monkeypatch, capsys, "anomaly", "revert", "corr-nope", "--analyst", "a")
+    status, _, err = run_cli(
+        monkeypatch, capsys, "anomaly", "revert", "corr-nope", "--analyst", "a"
+    )
     assert status == 1
     assert "no correction" in err
-    status, _, err = run(monkeypatch, capsys, "anomaly", "train", "--device", "tpu")
+    status, _, err = run_cli(monkeypatch, capsys, "anomaly", "train", "--device", "tpu")
     assert status == 2
-    status, _, err = run(monkeypatch, capsys, "anomaly", "train", "--direction", "sideways")
+    status, _, err = run_cli(monkeypatch, capsys, "anomaly", "train", "--direction", "sideways")
     assert status == 2
     assert "--direction" in err
 
@@ -130,6 +120,6 @@ def test_train_run_show_label_and_revert(
 def test_run_without_a_model_says_what_to_do(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, _, err = run(monkeypatch, capsys, "anomaly", "run")
+    status, _, err = run_cli(monkeypatch, capsys, "anomaly", "run")
     assert status == 1
     assert "flowbureau anomaly train" in err

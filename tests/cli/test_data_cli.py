@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowbureau.cli import main
+from cli_runner import run_cli
 from flowbureau.storage.warehouse import Warehouse
 from statement_files import small_consortium, write_statement
-
-
-def run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["flowbureau", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_ingest_json_is_exactly_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)), "--json")
+    code, out, _ = run_cli(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)), "--json")
     assert code == 0
     data: dict[str, Any] = json.loads(out)
     assert list(data) == [
@@ -54,7 +40,7 @@ def test_ingest_json_is_exactly_the_report(
 def test_ingest_prints_a_summary_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)))
+    code, out, _ = run_cli(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)))
     assert code == 0
     assert "new records" in out
     assert "1,500.00" in out or "1500.00" in out
@@ -69,7 +55,7 @@ def test_bad_input_exits_2_naming_file_line_and_field(
         "甲",
         [("2024-13-01", "09:00:00", "1.00", "", "", "", "", "x", "")],
     )
-    code, out, err = run(monkeypatch, capsys, "ingest", str(bad), "--json")
+    code, out, err = run_cli(monkeypatch, capsys, "ingest", str(bad), "--json")
     assert code == 2
     assert out == ""
     assert f"{bad}, line 5, field '交易日期'" in err
@@ -79,9 +65,9 @@ def test_bad_input_exits_2_naming_file_line_and_field(
 def test_sql_json_and_read_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)), "--json")
+    run_cli(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)), "--json")
     query = "SELECT tx_type, count(*) AS n FROM transactions GROUP BY 1 ORDER BY 1"
-    code, out, _ = run(monkeypatch, capsys, "sql", query, "--json")
+    code, out, _ = run_cli(monkeypatch, capsys, "sql", query, "--json")
     assert code == 0
     assert json.loads(out) == [
         {"tx_type": "fees", "n": 1},
@@ -89,7 +75,7 @@ def test_sql_json_and_read_only(
         {"tx_type": "sales_receipt", "n": 2},
         {"tx_type": "supplier_payment", "n": 1},
     ]
-    code, _, err = run(monkeypatch, capsys, "sql", "DELETE FROM transactions")
+    code, _, err = run_cli(monkeypatch, capsys, "sql", "DELETE FROM transactions")
     assert code == 2
     assert "read-only" in err
 
@@ -97,8 +83,8 @@ def test_sql_json_and_read_only(
 def test_inspect_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)), "--json")
-    code, out, _ = run(monkeypatch, capsys, "inspect", "--json")
+    run_cli(monkeypatch, capsys, "ingest", str(small_consortium(tmp_path)), "--json")
+    code, out, _ = run_cli(monkeypatch, capsys, "inspect", "--json")
     assert code == 0
     data = json.loads(out)
     assert data["records"] == 5
@@ -116,6 +102,6 @@ def test_inspect_json(
         "sales_receipt",
         "supplier_payment",
     }
-    code, out, _ = run(monkeypatch, capsys, "inspect")
+    code, out, _ = run_cli(monkeypatch, capsys, "inspect")
     assert code == 0
     assert "records per bank and month" in out

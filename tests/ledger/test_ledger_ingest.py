@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from flowbureau.cli import main
+from cli_runner import run_cli
 from flowbureau.config import get_settings
 from flowbureau.ingestion import ingest
 from flowbureau.ledger.checkpoint import TrustPolicy, open_checkpoint
@@ -38,19 +38,6 @@ from flowbureau.synth import generate
 from statement_files import small_consortium
 
 pytestmark = pytest.mark.slow
-
-
-def _cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["flowbureau", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _stored() -> tuple[Warehouse, pa.Table]:
@@ -74,7 +61,7 @@ def test_plain_ingest_puts_exactly_the_stored_records_on_the_log_and_proofs_work
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     summary = generate(tmp_path / "consortium", enterprises=6, banks=3, months=2, seed=5)
-    code, out, err = _cli(monkeypatch, capsys, "ingest", str(summary.banks_dir), "--json")
+    code, out, err = run_cli(monkeypatch, capsys, "ingest", str(summary.banks_dir), "--json")
     assert code == 0, err
     report: dict[str, Any] = json.loads(out)
     assert report["new_records"] > 0
@@ -93,13 +80,13 @@ def test_plain_ingest_puts_exactly_the_stored_records_on_the_log_and_proofs_work
         stored.column("bank_id").unique().to_pylist()
     )
 
-    code, out, err = _cli(monkeypatch, capsys, "ledger", "keys", "--json")
+    code, out, err = run_cli(monkeypatch, capsys, "ledger", "keys", "--json")
     assert code == 0, err
     policy = TrustPolicy.from_json(json.loads(out))
     assert policy.quorum == 2
     assert len(policy.witnesses) == 3
 
-    code, out, err = _cli(monkeypatch, capsys, "ledger", "checkpoint")
+    code, out, err = run_cli(monkeypatch, capsys, "ledger", "checkpoint")
     assert code == 0, err
     latest = open_checkpoint(out.encode(), policy)
     assert latest.checkpoint.size == max(ledger_summary["entries"]) + 1
@@ -108,7 +95,7 @@ def test_plain_ingest_puts_exactly_the_stored_records_on_the_log_and_proofs_work
     row = stored.slice(stored.num_rows // 2, 1)
     tx_id = row.column("tx_id")[0].as_py()
     bank_id = row.column("bank_id")[0].as_py()
-    code, out, err = _cli(
+    code, out, err = run_cli(
         monkeypatch, capsys, "ledger", "prove", tx_id, "--bank", bank_id, "--json"
     )
     assert code == 0, err
@@ -120,7 +107,7 @@ def test_plain_ingest_puts_exactly_the_stored_records_on_the_log_and_proofs_work
     with pytest.raises(Exception, match="leaf hash differs"):
         RecordProof.from_json(proven).verify(policy, record=other)
 
-    code, out, err = _cli(
+    code, out, err = run_cli(
         monkeypatch, capsys, "ledger", "consistency", "1", str(latest.checkpoint.size), "--json"
     )
     assert code == 0, err
@@ -134,14 +121,14 @@ def test_plain_ingest_puts_exactly_the_stored_records_on_the_log_and_proofs_work
         [bytes.fromhex(p) for p in consistency["proof"]],
     )
 
-    code, out, err = _cli(monkeypatch, capsys, "ledger", "verify", "--json")
+    code, out, err = run_cli(monkeypatch, capsys, "ledger", "verify", "--json")
     assert code == 0, err
     verified = json.loads(out)
     assert verified["ok"] is True
     assert verified["records"] == stored.num_rows
 
     # the same files again: nothing new stored, nothing appended
-    code, out, err = _cli(monkeypatch, capsys, "ingest", str(summary.banks_dir), "--json")
+    code, out, err = run_cli(monkeypatch, capsys, "ingest", str(summary.banks_dir), "--json")
     assert code == 0, err
     again = json.loads(out)
     assert again["new_records"] == 0
@@ -156,7 +143,7 @@ def test_plain_ingest_puts_exactly_the_stored_records_on_the_log_and_proofs_work
     text = victim["description_raw"]
     victim["description_raw"] = ("x" if text[0] != "x" else "y") + text[1:]
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
-    code, out, err = _cli(monkeypatch, capsys, "ledger", "verify")
+    code, out, err = run_cli(monkeypatch, capsys, "ledger", "verify")
     assert code == 1
     assert f"record tx_id={victim['tx_id']}" in err
 
@@ -197,7 +184,7 @@ def test_an_ingest_killed_at_a_ledger_pause_point_then_rerun_agrees_with_the_log
     _, stored = _stored()
     assert stored.num_rows == 5
     assert sum(e.manifest.record_count for e in _batch_entries()) == 5
-    code_, out, err = _cli(monkeypatch, capsys, "ledger", "verify", "--json")
+    code_, out, err = run_cli(monkeypatch, capsys, "ledger", "verify", "--json")
     assert code_ == 0, err
     verified = json.loads(out)
     assert verified["ok"] is True

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from scoring_data import code, contribute, planted_consortium
 
-from flowbureau.cli import main
+from cli_runner import run_cli
 from flowbureau.config import get_settings
 from flowbureau.storage.warehouse import Warehouse
-
-
-def run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["flowbureau", *args])
-    try:
-        main()
-        exit_code = 0
-    except SystemExit as exc:
-        exit_code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return exit_code, out.out, out.err
 
 
 @pytest.mark.slow
@@ -47,11 +33,13 @@ def test_train_run_show_and_export(
         f"record_id,credit_code,date,authority,severity\nP1,{first},2024-02-01,x,fine\n",
         encoding="utf-8",
     )
-    status, out, _ = run(monkeypatch, capsys, "score", "import-external", str(external), "--json")
+    status, out, _ = run_cli(
+        monkeypatch, capsys, "score", "import-external", str(external), "--json"
+    )
     assert status == 0
     assert list(json.loads(out)["files"]) == ["penalties"]
 
-    status, out, err = run(
+    status, out, err = run_cli(
         monkeypatch,
         capsys,
         "score",
@@ -76,20 +64,20 @@ def test_train_run_show_and_export(
     assert trained["bads"] > 0
     assert "public_records" in trained["sources"]
 
-    status, _, err = run(monkeypatch, capsys, "score", "run", "--as-of", "2024-06-01")
+    status, _, err = run_cli(monkeypatch, capsys, "score", "run", "--as-of", "2024-06-01")
     assert status == 1
     assert "flowbureau db upgrade" in err
-    assert run(monkeypatch, capsys, "db", "upgrade")[0] == 0
-    status, out, _ = run(monkeypatch, capsys, "score", "run", "--as-of", "2024-06-01", "--json")
+    assert run_cli(monkeypatch, capsys, "db", "upgrade")[0] == 0
+    status, out, _ = run_cli(monkeypatch, capsys, "score", "run", "--as-of", "2024-06-01", "--json")
     assert status == 0
     report = json.loads(out)
     assert report["evaluated"] == report["population"] == 40
     assert report["missing_features"] == []
     assert sum(report["grades"].values()) == 40
-    status, out, _ = run(monkeypatch, capsys, "score", "run", "--as-of", "2024-06-01", "--json")
+    status, out, _ = run_cli(monkeypatch, capsys, "score", "run", "--as-of", "2024-06-01", "--json")
     assert json.loads(out)["evaluated"] == 0
 
-    status, out, _ = run(monkeypatch, capsys, "score", "show", first, "--json")
+    status, out, _ = run_cli(monkeypatch, capsys, "score", "show", first, "--json")
     assert status == 0
     shown = json.loads(out)
     assert shown["evaluation"]["enterprise_id"] == first
@@ -97,12 +85,12 @@ def test_train_run_show_and_export(
     assert "cashflow" in shown["evaluation"]["sources"]
     assert set(shown["evaluation"]["sources"]) <= set(trained["sources"])
     assert [h["as_of"] for h in shown["history"]] == ["2024-06-01"]
-    status, out, _ = run(monkeypatch, capsys, "score", "show", first)
+    status, out, _ = run_cli(monkeypatch, capsys, "score", "show", first)
     assert status == 0
     assert "reasons" in out
     assert "history" in out
 
-    status, out, _ = run(monkeypatch, capsys, "score", "export-sql", "--table", "f")
+    status, out, _ = run_cli(monkeypatch, capsys, "score", "export-sql", "--table", "f")
     assert status == 0
     assert out.startswith("SELECT")
     assert '"f"' in out
@@ -113,7 +101,7 @@ def test_errors_exit_with_their_codes(
 ) -> None:
     bad = tmp_path / "outcomes.csv"
     bad.write_text("credit_code,default_date\nnope,2024-01-01\n", encoding="utf-8")
-    status, _, err = run(
+    status, _, err = run_cli(
         monkeypatch,
         capsys,
         "score",
@@ -125,16 +113,16 @@ def test_errors_exit_with_their_codes(
     )
     assert status == 2
     assert f"{bad}, line 2, field 'credit_code'" in err
-    status, _, err = run(monkeypatch, capsys, "score", "train", "--outcomes", str(bad))
+    status, _, err = run_cli(monkeypatch, capsys, "score", "train", "--outcomes", str(bad))
     assert status == 2
     assert "--observed-until" in err
-    status, _, err = run(monkeypatch, capsys, "score", "export-sql")
+    status, _, err = run_cli(monkeypatch, capsys, "score", "export-sql")
     assert status == 1
     assert "no saved model" in err
-    assert run(monkeypatch, capsys, "db", "upgrade")[0] == 0
-    status, _, err = run(monkeypatch, capsys, "score", "show", code(5))
+    assert run_cli(monkeypatch, capsys, "db", "upgrade")[0] == 0
+    status, _, err = run_cli(monkeypatch, capsys, "score", "show", code(5))
     assert status == 1
     assert "no evaluation" in err
-    status, _, err = run(monkeypatch, capsys, "score", "show", "12345")
+    status, _, err = run_cli(monkeypatch, capsys, "score", "show", "12345")
     assert status == 2
     assert get_settings().data_dir.is_dir()

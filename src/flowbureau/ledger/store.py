@@ -350,6 +350,17 @@ class SqlLogStore:
             raise NotFoundError(f"entry {index} is not a batch")
         return row
 
+    def _batch_leaves(self, session: Session, index: int) -> bytes:
+        """The concatenated leaf hashes of batch ``index``, chunk by chunk in order."""
+        return b"".join(
+            bytes(c)
+            for c in session.execute(
+                sa.select(LedgerBatchChunk.leaf_hashes)
+                .where(LedgerBatchChunk.entry_idx == index)
+                .order_by(LedgerBatchChunk.chunk_no)
+            ).scalars()
+        )
+
     def batch(self, index: int) -> BatchIndex:
         """The stored batch of entry ``index`` (every leaf hash; tx ids from the index).
 
@@ -358,14 +369,7 @@ class SqlLogStore:
         """
         with self._sessions() as session:
             row = self._batch_row(session, index)
-            leaves = b"".join(
-                bytes(c)
-                for c in session.execute(
-                    sa.select(LedgerBatchChunk.leaf_hashes)
-                    .where(LedgerBatchChunk.entry_idx == index)
-                    .order_by(LedgerBatchChunk.chunk_no)
-                ).scalars()
-            )
+            leaves = self._batch_leaves(session, index)
             buckets = [
                 bytes(b)
                 for b in session.execute(
@@ -606,14 +610,7 @@ class SqlLogStore:
     def _batch_derived(self, index: int) -> list[tuple[str, str, str]]:
         with self._sessions() as session:
             row = self._batch_row(session, index)
-            leaves = b"".join(
-                bytes(c)
-                for c in session.execute(
-                    sa.select(LedgerBatchChunk.leaf_hashes)
-                    .where(LedgerBatchChunk.entry_idx == index)
-                    .order_by(LedgerBatchChunk.chunk_no)
-                ).scalars()
-            )
+            leaves = self._batch_leaves(session, index)
             buckets = session.execute(
                 sa.select(LedgerTxBucket.bucket, LedgerTxBucket.data).where(
                     LedgerTxBucket.entry_idx == index

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ from flowbureau.service.idempotency import IdempotencyKey, request_fingerprint
 from flowbureau.service.principals import Principal, api_key_principal, resolve_bearer
 from flowbureau.service.providers import EnterpriseDataProvider, Evaluator
 from flowbureau.service.ratelimit import Rate
+from flowbureau.storage.database import session_scope
 
 __all__ = [
     "BearerDep",
@@ -65,13 +67,8 @@ ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 def get_session(context: ContextDep) -> Iterator[Session]:
     """A session committed after the route returns, rolled back if it raises."""
-    with context.sessions() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(context.sessions) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -203,13 +200,8 @@ def authenticate_for_read(
 @contextmanager
 def session_on(context: ServiceContext, connection: sa.Connection) -> Iterator[Session]:
     """A session on ``connection`` (no second pool checkout), committed when the block ends."""
-    with context.sessions(bind=connection) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(partial(context.sessions, bind=connection)) as session:
+        yield session
 
 
 def get_provider(context: ContextDep, session: SessionDep) -> EnterpriseDataProvider:
