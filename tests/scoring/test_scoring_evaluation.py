@@ -29,6 +29,7 @@ from flowbureau.scoring.history import (
     acknowledge_alert,
     evaluation_history,
     latest_evaluation,
+    latest_score,
     list_alerts,
     record_evaluations,
 )
@@ -264,6 +265,13 @@ def test_downgrades_and_pd_jumps_raise_alerts(
         assert latest_evaluation(db, e).grade == "BBB"  # type: ignore[union-attr]
         assert latest_evaluation(db, e, as_of=date(2024, 2, 20)).grade == "B"  # type: ignore[union-attr]
         assert latest_evaluation(db, e, as_of=date(2023, 12, 31)) is None
+        for day in (date(2024, 1, 15), date(2024, 2, 20), date(2024, 12, 31)):
+            # the score read's column projection picks the same evaluation
+            row, record = latest_score(db, e, as_of=day), latest_evaluation(db, e, as_of=day)
+            assert row is not None
+            assert record is not None
+            assert (row.grade, row.as_of, row.pd) == (record.grade, record.as_of, record.pd)
+        assert latest_score(db, e, as_of=date(2023, 12, 31)) is None
         assert len(list_alerts(db, enterprise_id=e)) == 6
         first = list_alerts(db, enterprise_id=e)[0]
         acknowledge_alert(db, first.id, now=NOW)
@@ -371,7 +379,7 @@ def test_score_view_shows_cases_corrections_and_sources(
     )
     with warehouse.connect() as engine:
         (one,) = evaluator.evaluate(engine, AS_OF, enterprises=[first], now=NOW)
-    view = score_view(one)
+    view = score_view(one.to_record())
     assert view.uses_corrected_values is True
     assert view.corrected_entries == 3
     assert view.sources == ["cashflow", "graph"]
@@ -406,7 +414,7 @@ def test_score_view_of_an_evaluation_without_cases_or_data_facts() -> None:
         data_fingerprint="",
         computed_at=NOW,
     )
-    view = score_view(bare)
+    view = score_view(bare.to_record())
     assert view.similar_cases == []
     assert view.case_pd is None
     assert view.uses_corrected_values is None  # not recorded: not guessed

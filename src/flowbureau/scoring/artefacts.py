@@ -92,6 +92,11 @@ class Artefact:
     path: Path
 
 
+def model_label(name: str, version: int) -> str:
+    """``name/vNNNN``: how a saved model version is shown to people and in evaluations."""
+    return f"{name}/v{version:04d}"
+
+
 def list_versions(root: str | Path, name: str) -> list[int]:
     """Saved versions of ``name`` under ``root``, ascending."""
     base = Path(root) / _checked_name(name)

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowbureau.config import Settings
 from flowbureau.errors import ModelError
-from flowbureau.scoring.artefacts import Artefact, list_versions, load_model
+from flowbureau.scoring.artefacts import Artefact, list_versions, load_model, model_label
 from flowbureau.scoring.assembly import (
     CashflowSource,
     FeatureSet,
@@ -119,7 +119,7 @@ class Evaluation:
     @property
     def model(self) -> str:
         """``name/vNNNN`` of the model that made it."""
-        return f"{self.model_name}/v{self.model_version:04d}"
+        return model_label(self.model_name, self.model_version)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (dates ISO)."""
@@ -508,7 +508,7 @@ class CreditEvaluator:
         """Re-evaluate whoever needs it as of ``as_of``, store the evaluations and alerts."""
         now = now or datetime.now(UTC)
         step = on_step or (lambda _message: None)
-        report = RunReport(as_of=as_of, model=f"{self.model_name}/v{self.model_version:04d}")
+        report = RunReport(as_of=as_of, model=model_label(self.model_name, self.model_version))
         wanted = None if enterprises is None else check_enterprises(enterprises)
         with warehouse.connect() as engine:
             step("fingerprinting the data")

@@ -6,7 +6,9 @@ Rules:
   requested day or earlier; ``None`` when there is none), everything else (search, transaction
   summaries, registration facts) from the provider it wraps, so the warehouse provider keeps
   its job and a report shows the stored score.
-- :func:`score_view` carries everything an analyst sees of an evaluation: score, PD, grade,
+- :func:`score_view` carries everything an analyst sees of a stored evaluation (a
+  :class:`~flowbureau.scoring.history.ScoreEvaluation` or a :func:`~flowbureau.scoring.history.
+  latest_score` row, which reads only these columns): score, PD, grade,
   reasons with the points they cost, the similar past cases (id, similarity, outcome, when
   evaluated and when the outcome was observed) and the PD they imply (``case_pd``),
   ``uses_corrected_values`` (scoring reads the effective amounts, so a stored evaluation says
@@ -29,13 +31,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from flowbureau.config import Settings
-from flowbureau.scoring.evaluation import CreditEvaluator, Evaluation, newest_version
-from flowbureau.scoring.history import latest_evaluation, record_evaluations
+from flowbureau.scoring.artefacts import model_label
+from flowbureau.scoring.evaluation import CreditEvaluator, newest_version
+from flowbureau.scoring.history import latest_score, record_evaluations
 from flowbureau.service.context import ServiceContext
 from flowbureau.service.providers import (
     EnterpriseDataProvider,
@@ -49,37 +52,75 @@ from flowbureau.service.providers import (
 )
 from flowbureau.storage.warehouse import Warehouse
 
-__all__ = ["ModelCache", "ScoringEvaluator", "ScoringProvider", "plug_into", "score_view"]
+__all__ = [
+    "ModelCache",
+    "ScoringEvaluator",
+    "ScoringProvider",
+    "StoredScore",
+    "plug_into",
+    "score_view",
+]
 
 
-def score_view(evaluation: Evaluation) -> ScoreView:
-    """The service's view of an evaluation: score, PD, grade, reasons (points lost), the
+class StoredScore(Protocol):
+    """What :func:`score_view` reads of a stored evaluation (the score history's column names)."""
+
+    @property
+    def enterprise_id(self) -> str: ...
+    @property
+    def as_of(self) -> date: ...
+    @property
+    def computed_at(self) -> datetime: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> int: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def pd(self) -> float: ...
+    @property
+    def grade(self) -> str: ...
+    @property
+    def reasons(self) -> list[dict[str, Any]]: ...
+    @property
+    def cases(self) -> list[dict[str, Any]]: ...
+    @property
+    def case_pd(self) -> float | None: ...
+    @property
+    def data_summary(self) -> dict[str, Any]: ...
+    @property
+    def sources(self) -> list[str]: ...
+
+
+def score_view(stored: StoredScore) -> ScoreView:
+    """The service's view of a stored evaluation: score, PD, grade, reasons (points lost), the
     similar past cases with their outcomes and the PD they imply, whether (and for how many
     entries) anomaly-corrected amounts were used, and the data sources that contributed."""
-    data = evaluation.data
+    data = stored.data_summary
     corrected = data.get("corrected_entries")
     uses_corrected = data.get("uses_corrected_values")
     return ScoreView(
-        credit_code=evaluation.enterprise_id,
-        as_of=evaluation.as_of,
-        pd=evaluation.pd,
-        score=evaluation.score,
-        grade=evaluation.grade,
+        credit_code=stored.enterprise_id,
+        as_of=stored.as_of,
+        pd=stored.pd,
+        score=stored.score,
+        grade=stored.grade,
         reasons=[
             ReasonView(
                 code=str(r["feature"]),
                 description=str(r["description"]),
                 points=round(float(r["points_lost"])),
             )
-            for r in evaluation.reasons
+            for r in stored.reasons
         ],
-        model_version=evaluation.model,
-        computed_at=evaluation.computed_at,
-        similar_cases=[_case_view(case) for case in evaluation.cases],
-        case_pd=evaluation.case_pd,
+        model_version=model_label(stored.model_name, stored.model_version),
+        computed_at=stored.computed_at,
+        similar_cases=[_case_view(case) for case in stored.cases],
+        case_pd=stored.case_pd,
         uses_corrected_values=None if uses_corrected is None else bool(uses_corrected),
         corrected_entries=None if corrected is None else int(corrected),
-        sources=list(evaluation.sources),
+        sources=list(stored.sources),
     )
 
 
@@ -109,8 +150,8 @@ class ScoringProvider:
 
     def score(self, credit_code: str, as_of: date) -> ScoreView | None:
         """The latest stored evaluation as of ``as_of`` or earlier."""
-        record = latest_evaluation(self._db, credit_code, as_of=as_of)
-        return None if record is None else score_view(Evaluation.from_record(record))
+        row = latest_score(self._db, credit_code, as_of=as_of)
+        return None if row is None else score_view(row)
 
     def transactions_summary(self, credit_code: str, as_of: date) -> TransactionsSummaryView | None:
         """The wrapped provider's transaction summary."""
@@ -173,7 +214,7 @@ class ScoringEvaluator:
             return None
         record = evaluations[0].to_record()
         record_evaluations(self._db, [record], pd_jump=self._pd_jump, now=now)
-        return score_view(Evaluation.from_record(record))
+        return score_view(record)
 
 
 def plug_into(context: ServiceContext) -> None:

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from flowbureau.errors import InputError, ModelError
 from flowbureau.schema import is_valid_credit_code
 from flowbureau.scoring._frame import as_frame, binary_target
-from flowbureau.scoring.artefacts import Artefact, save_model
+from flowbureau.scoring.artefacts import Artefact, model_label, save_model
 from flowbureau.scoring.assembly import (
     FeatureSet,
     FeatureSource,
@@ -398,7 +398,7 @@ class TrainingResult:
     @property
     def model(self) -> str:
         """``name/vNNNN`` of the saved artefact."""
-        return f"{self.artefact.manifest.name}/v{self.artefact.manifest.version:04d}"
+        return model_label(self.artefact.manifest.name, self.artefact.manifest.version)
 
 
 def train_and_save(
