@@ -15,6 +15,7 @@ Rules (see ARCHITECTURE.md, "Canonical transaction"):
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from importlib import resources
@@ -139,6 +140,7 @@ def is_valid_credit_code(code: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every open-API read validates its path's code
 def validate_credit_code(code: str) -> str:
     """Return the compact form of a unified social credit code (GB 32100-2015), or raise."""
     try:
