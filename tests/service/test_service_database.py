@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -45,6 +47,47 @@ def _diff(url: str) -> list[object]:
             return list(compare_metadata(context, load_models()))
     finally:
         engine.dispose()
+
+
+_UPGRADE = (
+    "import sys; from flowbureau.storage.database import upgrade_database; "
+    "print(upgrade_database(sys.argv[1]))"
+)
+
+
+def _upgrade_together(url: str, processes: int = 3) -> list[subprocess.CompletedProcess[str]]:
+    """Upgrade ``url`` from several processes started at once (like service workers)."""
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", _UPGRADE, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    done = []
+    for process in started:
+        out, err = process.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
+def _assert_all_upgraded(done: list[subprocess.CompletedProcess[str]], url: str) -> None:
+    for process in done:
+        assert process.returncode == 0, process.stderr[-2000:]
+        assert process.stdout.strip() == head_revision()
+    assert _diff(url) == []
+
+
+def test_concurrent_upgrades_of_a_fresh_sqlite_database_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    _assert_all_upgraded(_upgrade_together(url), url)
+
+
+@pytest.mark.postgres
+def test_concurrent_upgrades_of_a_fresh_postgres_schema_all_succeed(postgres_url: str) -> None:
+    _assert_all_upgraded(_upgrade_together(postgres_url), postgres_url)
 
 
 def test_migrations_build_exactly_the_models_on_sqlite(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Rules:
 - A domain's models live in its own module, listed in :data:`MODEL_MODULES`, so that
   :func:`load_models` (used by the migration environment) sees the whole schema.
 - The schema changes only through Alembic revisions in ``flowbureau/migrations/versions``;
-  :func:`upgrade_database` applies them (``flowbureau db upgrade``). Nothing calls
+  :func:`upgrade_database` applies them (``flowbureau db upgrade``), one upgrade of a database at
+  a time (a file lock for SQLite, an advisory lock on PostgreSQL). Nothing calls
   ``create_all`` outside tests of the migrations themselves.
 - Timestamps are stored with :class:`UTCDateTime`: aware datetimes in, aware UTC datetimes out,
   on every backend (SQLite keeps no offset, so values are normalised to UTC before storing).
@@ -379,10 +380,56 @@ def upgrade_database(url: str, revision: str = "head") -> str | None:
     from alembic import command
 
     try:
-        command.upgrade(migration_config(url), revision)
+        with _one_upgrade_at_a_time(url):
+            command.upgrade(migration_config(url), revision)
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate the service database: {exc}") from exc
     return current_revision(url)
+
+
+_POSTGRES_UPGRADE_LOCK = 0x666C6F77  # "flow": the advisory lock key every upgrade takes
+
+
+@contextmanager
+def _one_upgrade_at_a_time(url: str) -> Iterator[None]:
+    """Hold the database's upgrade lock: ``flock`` of ``<database>.upgrade`` for a SQLite file,
+    a session advisory lock on PostgreSQL (nothing for in-memory SQLite).
+
+    Why: service workers starting together on a fresh database each migrate it, and two of them
+    created the same tables ("table already exists"); Alembic reads the current revision after
+    the lock is taken, so a waiting upgrade then finds the database at head and does nothing.
+    """
+    parsed = sa.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    database = parsed.database or ""
+    if (
+        backend == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    ):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(database + ".upgrade", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the only descriptor releases the flock
+    elif backend == "postgresql":
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                lock = {"key": _POSTGRES_UPGRADE_LOCK}
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), lock)
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), lock)
+                    connection.commit()
+        finally:
+            engine.dispose()
+    else:
+        yield
 
 
 def current_revision(url: str) -> str | None:
