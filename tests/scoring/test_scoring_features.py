@@ -225,6 +225,40 @@ def test_margins_fixed_costs_and_recent_against_the_year() -> None:
     assert quiet["fixed_costs_3m"] == 5_00
 
 
+def test_payment_timing_against_the_usual_day() -> None:
+    def month(m: int, day: int) -> date:  # day ``day`` of month ``m`` back from AS_OF
+        first = month_start(AS_OF, m + 1)
+        return date(first.year, first.month, day)
+
+    rows = [tx("sale", E, at(month(0, 1)), 9_000_00), tx("sale", F, at(month(0, 1)), 5_00)]
+    # salaries on the 10th, May's paid on the 20th; the smaller social insurance debit on the
+    # 3rd and a year-old late salary (month 12) are not payment days
+    for m, day in enumerate([10, 20, 10, 10, 10, 10]):
+        rows.append(tx(f"sal{m}", E, at(month(m, day)), -1_000_00, tx_type="payroll"))
+        rows.append(tx(f"si{m}", E, at(month(m, 3)), -300_00, tx_type="payroll"))
+    rows.append(tx("old", E, at(month(12, 28)), -1_000_00, tx_type="payroll"))
+    # taxes on the 15th, 12th, 12th, 11th: 3 days after the usual 12th is not late yet; in
+    # month 3 two equal debits tie and the earlier one (the 11th, not the 25th) counts
+    for m, day in enumerate([15, 12, 12, 11]):
+        rows.append(tx(f"vat{m}", E, at(month(m, day)), -200_00, tx_type="tax"))
+    rows.append(tx("cit3", E, at(month(3, 25)), -200_00, tx_type="tax"))
+    rows.append(tx("rent", E, at(month(2, 1)), -500_00, tx_type="rent"))
+    frame = features(rows)
+    row = frame.loc[E]
+    assert row["payroll_late_share_12m"] == pytest.approx(1 / 6)
+    assert row["payroll_day_deviation_12m"] == pytest.approx(10 / 6)
+    assert row["tax_late_share_12m"] == 0.0
+    assert row["tax_day_deviation_12m"] == pytest.approx((3 + 0 + 0 + 1) / 4)
+    assert row["rent_late_share_12m"] == 0.0
+    assert row["rent_day_deviation_12m"] == 0.0
+    assert row["late_payment_share_12m"] == pytest.approx(1 / 11)
+    assert row["late_payment_months_3m"] == 1
+    quiet = frame.loc[F]  # no payroll, tax or rent: no payment day to be late against
+    assert np.isnan(quiet["payroll_late_share_12m"])
+    assert np.isnan(quiet["late_payment_share_12m"])
+    assert quiet["late_payment_months_3m"] == 0
+
+
 def test_every_feature_column_is_an_integer_or_a_double() -> None:
     rows = [
         tx("x1", E, at(date(2025, 1, 1)), 1000, balance_after_minor=1000),

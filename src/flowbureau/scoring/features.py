@@ -22,6 +22,12 @@ Rules:
   entry of the day that states one (latest ``booked_at``, then highest ``tx_id``); the
   enterprise's balance is the sum over its accounts of their latest end-of-day balance,
   carried forward until the account's next one. Averages are per calendar day covered.
+- **Payment timing**: the *payment day* of a recurring obligation (payroll, tax, rent) in a
+  month is the local day of month of that month's largest debit of its ``tx_type``
+  (ties: earliest ``booked_at``, then lowest ``tx_id``); the enterprise's *usual day* is the
+  median payment day over the months (of the last 12) with such a debit. A month is *late*
+  when its payment day is more than ``LATE_PAYMENT_DAYS`` after the usual day. Firms pay
+  salaries, taxes and rent on a fixed day; cash-strapped ones postpone them.
 - **Population**: every enterprise with at least one entry (any currency) booked before
   ``D``. Totals and counts of an enterprise without entries in a window are 0; ratios with a
   zero denominator and statistics that need more data are NULL (the models have a Missing bin).
@@ -69,6 +75,11 @@ LOW_BALANCE_DAYS_OF_OUTFLOW = 7
 """A day's balance is 'low' below this many days of average outflow (12-month average)."""
 ROUND_AMOUNT_MINOR = 1_000_000
 """A 'round amount' is a non-zero multiple of 10,000 major units (1,000,000 minor units)."""
+LATE_PAYMENT_DAYS = 3
+"""A payment is late when made more than this many days after the enterprise's usual day
+(absorbs weekends and holidays, which move a payment by up to three days)."""
+_DUE_KINDS = ("payroll", "tax", "rent")
+"""Recurring obligations whose payment timing is measured."""
 
 _STAGES = (
     "flows",
@@ -76,6 +87,7 @@ _STAGES = (
     "monthly",
     "seasonal",
     "counterparties",
+    "timing",
     "balances",
     "life",
     "derived",
@@ -393,6 +405,36 @@ def _build_features() -> tuple[Feature, ...]:
         "counterparties",
         _ratio("sum(least(in_12, out_12))", "sum(in_12)"),
         "Share of inflow matched by outflow to the same counterparty (round-tripping, 12 months).",
+    )
+
+    late = f"lateness > {LATE_PAYMENT_DAYS}"
+    for kind in _DUE_KINDS:
+        add(
+            f"{kind}_late_share_12m",
+            "timing",
+            _share(late, f"tx_type = '{kind}'"),
+            f"Share of the months with a {kind} payment whose payment day is more than "
+            f"{LATE_PAYMENT_DAYS} days after the usual day (12 months).",
+        )
+        add(
+            f"{kind}_day_deviation_12m",
+            "timing",
+            f"avg(CASE WHEN tx_type = '{kind}' THEN abs(lateness) END)",
+            f"Mean absolute distance (days) of the {kind} payment day from the usual day "
+            "(12 months).",
+        )
+    add(
+        "late_payment_share_12m",
+        "timing",
+        _share(late, "1 = 1"),
+        "Share of the payroll, tax and rent payment months that were late (12 months).",
+    )
+    add(
+        "late_payment_months_3m",
+        "timing",
+        _count(f"mi < 3 AND {late}"),
+        "Payroll, tax and rent payment months that were late, of the last 3 months.",
+        zero=True,
     )
 
     for w in WINDOWS:
@@ -765,6 +807,31 @@ fb_counterparties AS (
   FROM fb_cp
   GROUP BY enterprise_id
 ),
+fb_due AS (
+  SELECT enterprise_id, tx_type, mi, pay_day
+  FROM (
+    SELECT enterprise_id, tx_type, mi, CAST(EXTRACT(DAY FROM local_day) AS INTEGER) AS pay_day,
+      row_number() OVER (PARTITION BY enterprise_id, tx_type, mi
+                         ORDER BY amount, booked_at, tx_id) AS rn
+    FROM fb_tx
+    WHERE mi < 12 AND amount < 0 AND tx_type IN ({", ".join(_text(k) for k in _DUE_KINDS)})
+  ) ranked
+  WHERE rn = 1
+),
+fb_timing AS (
+  SELECT enterprise_id,
+    {columns("timing")}
+  FROM (
+    SELECT d.enterprise_id, d.tx_type, d.mi, d.pay_day - u.usual_day AS lateness
+    FROM fb_due d
+    JOIN (
+      SELECT enterprise_id, tx_type, median(pay_day) AS usual_day
+      FROM fb_due
+      GROUP BY enterprise_id, tx_type
+    ) u ON u.enterprise_id = d.enterprise_id AND u.tx_type = d.tx_type
+  ) due
+  GROUP BY enterprise_id
+),
 fb_eod AS (
   SELECT enterprise_id, account_key, local_day, balance_after AS balance
   FROM (
@@ -830,6 +897,7 @@ fb_lifetime AS (
         "monthly": "mo",
         "seasonal": "se",
         "counterparties": "cp",
+        "timing": "ti",
         "balances": "ba",
         "life": "li",
     }
@@ -890,6 +958,7 @@ _STAGE_CTE = {
     "monthly": "fb_monthly",
     "seasonal": "fb_seasonal",
     "counterparties": "fb_counterparties",
+    "timing": "fb_timing",
     "balances": "fb_balances",
     "life": "fb_lifetime",
 }
@@ -906,6 +975,8 @@ _CTE_NEEDS: dict[str, list[str]] = {
     "fb_seasonal": ["fb_series"],
     "fb_cp": ["fb_tx"],
     "fb_counterparties": ["fb_cp"],
+    "fb_due": ["fb_tx"],
+    "fb_timing": ["fb_due"],
     "fb_eod": ["fb_tx"],
     "fb_delta": ["fb_eod"],
     "fb_seg": ["fb_delta"],

@@ -273,7 +273,7 @@ class CreditModel(BaseEstimator):  # type: ignore[misc]
     decision). ``metrics_`` holds out-of-fold AUCs of both.
 
     The scorecard is tighter than :class:`ScorecardModel`'s defaults: at most ``max_items``
-    (10) items and L2 strength ``C`` = 0.1, because stacked monthly cohorts repeat the same
+    (10) items and L2 strength ``C`` = 0.01, because stacked monthly cohorts repeat the same
     few hundred firms (chosen on training cohorts only; ``docs/scoring.md``).
     """
 
@@ -283,7 +283,7 @@ class CreditModel(BaseEstimator):  # type: ignore[misc]
         cv: int = 5,
         min_iv: float = 0.02,
         max_items: int | None = 10,
-        C: float = 0.1,
+        C: float = 0.01,
         scale: MasterScale | None = None,
         challenger: bool = True,
         random_state: int = 0,
