@@ -20,7 +20,7 @@ of four connections often lands 4/0 or 3/1, and one worker then serves alone (me
 250-520 req/s of ``/healthz`` at 4/0, 750-1,100 at 3/1 or 2/2). Such a round measured the
 split, not the route, and the two routes drew different splits. So with wrk each round is
 checked a quarter of a second after it starts (``/proc``: the connections each worker holds)
-and started again until the split is even (an even split came in about 1 start of 15 here; at
+and started again until the split is even (an even split came in about 1 start of 14 here; at
 most 100 starts, then the last is kept; starts discarded and rounds kept uneven are reported).
 Latency in a closed loop is queueing time plus service time (Little's law: p50 ~ connections /
 throughput), so 16 connections on two single-threaded workers measured mostly the queue, not
@@ -66,7 +66,7 @@ CODE = "91350100M000100Y43"
 _SPLIT_CHECK_S = 0.25
 """How long a wrk round runs before its connection split is checked (all are open by then)."""
 _SPLIT_TRIES = 100
-"""Starts of one round at most while looking for an even connection split (see :func:`_wrk`)."""
+"""Starts of one round at most while looking for an even connection split (module docstring)."""
 
 
 @dataclass

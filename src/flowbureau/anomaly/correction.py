@@ -316,7 +316,7 @@ def apply_corrections(
         existing = corrections(store)
         active = {c.tx_id for c in existing if c.in_effect}
         refused = {(c.tx_id, c.corrected_minor) for c in existing if c.status == "reverted"}
-        reverted = {c.tx_id for c in existing if c.status == "reverted"}
+        reverted = {tx_id for tx_id, _ in refused}
         labels = current_labels(store)
         label_of = dict(zip(labels["tx_id"], labels["label"], strict=True))
         events: list[dict[str, Any]] = []

@@ -5,8 +5,8 @@ Rules:
   entries ``0 .. i-1`` of the same account (ledger order, :func:`~flowbureau.anomaly.
   preprocessing.order_ledger`), nothing later and no other account's entries. Changing, adding
   or removing a later entry leaves every earlier row unchanged (``tests/anomaly`` proves it).
-  The per-row baselines get exactly these features; only the default (bidirectional) sequence
-  model looks ahead, through its recurrence over the later rows.
+  The per-row baselines get exactly these features; only the bidirectional sequence model
+  (``direction="both"``) looks ahead, through its recurrence over the later rows.
   Reference data is the one exception: ``cp_member`` says whether the counterparty account is
   a consortium account (the ``accounts`` register), a fact about the counterparty, not a flow.
 - Context statistics are robust and past-only: the rolling median and inter-quartile range of

@@ -79,13 +79,16 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train the sequence model on the stored transactions and save a new version."""
+    from flowbureau.anomaly.model import DIRECTIONS
     from flowbureau.anomaly.pipeline import train_model
     from flowbureau.errors import InputError
 
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"must be auto, cpu or cuda, got {device!r}", field="--device")
-    if direction not in ("both", "causal"):
-        raise InputError(f"must be both or causal, got {direction!r}", field="--direction")
+    if direction not in DIRECTIONS:
+        raise InputError(
+            f"must be {' or '.join(DIRECTIONS)}, got {direction!r}", field="--direction"
+        )
     with progress_bar(not as_json) as progress:
         report = train_model(
             ground_truth=ground_truth,

@@ -160,6 +160,19 @@ def binary_target(y: object, n_rows: int) -> npt.NDArray[np.int_]:
     return out
 
 
+def group_labels(groups: object, n_rows: int) -> npt.NDArray[Any] | None:
+    """``groups`` (one label per row, e.g. the cohort date) as an object array, or ``None``."""
+    if groups is None:
+        return None
+    labels = np.asarray(groups, dtype=object)
+    if labels.ndim != 1 or len(labels) != n_rows:
+        raise ModelInputError(
+            f"groups needs one label per row ({n_rows}), got shape {labels.shape}",
+            field="groups",
+        )
+    return labels
+
+
 def _is_binary_label(value: object) -> bool:
     if isinstance(value, bool | np.bool_):
         return True

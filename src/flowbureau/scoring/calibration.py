@@ -33,7 +33,12 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from flowbureau.errors import ModelInputError
-from flowbureau.scoring._frame import CreditClassifierMixin, as_frame, binary_target
+from flowbureau.scoring._frame import (
+    CreditClassifierMixin,
+    as_frame,
+    binary_target,
+    group_labels,
+)
 from flowbureau.scoring.reasons import Reason
 from flowbureau.scoring.scale import MasterScale
 from flowbureau.scoring.scorecard import ScorecardModel
@@ -138,12 +143,7 @@ class CalibratedModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[mis
         """
         frame = as_frame(X)
         target = binary_target(y, len(frame))
-        labels = None if groups is None else np.asarray(groups, dtype=object)
-        if labels is not None and labels.shape != (len(frame),):
-            raise ModelInputError(
-                f"groups needs one label per row ({len(frame)}), got shape {labels.shape}",
-                field="groups",
-            )
+        labels = group_labels(groups, len(frame))
         if self.cv < 2:
             raise ModelInputError(f"cv must be at least 2, got {self.cv}", field="cv")
         base = ScorecardModel() if self.estimator is None else self.estimator

@@ -51,6 +51,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from flowbureau.errors import ModelError, ModelInputError
@@ -59,6 +60,7 @@ from flowbureau.scoring._frame import (
     CreditClassifierMixin,
     column_kind,
     fingerprint,
+    group_labels,
     numeric_column,
     select_features,
 )
@@ -118,7 +120,7 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
         stability check of the item selection (see the module docstring).
         """
         frame, target = self._fit_input(X, y)
-        group_labels = self._group_labels(groups, len(frame))
+        labels = group_labels(groups, len(frame))
         self._check_selection_params()
         scaling = ScoreScaling(self.base_score, self.base_odds, self.pdo)
         self.feature_kinds_ = {name: column_kind(frame[name]) for name in frame.columns}
@@ -167,7 +169,7 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
             },
             index=frame.index,
         )
-        selected = self._select_items(woe, target, group_labels, bins, dropped)
+        selected = self._select_items(woe, target, labels, bins, dropped)
         self.selection_order_ = list(selected)
         intercept, weights = self._fit_weights(woe, target, selected, dropped)
         self.dropped_features_ = dropped
@@ -193,18 +195,6 @@ class ScorecardModel(CreditClassifierMixin, BaseEstimator):  # type: ignore[misc
                 f"min_group_bads must be at least 1, got {self.min_group_bads}",
                 field="min_group_bads",
             )
-
-    @staticmethod
-    def _group_labels(groups: Any, n_rows: int) -> npt.NDArray[Any] | None:
-        if groups is None:
-            return None
-        labels = np.asarray(groups, dtype=object)
-        if labels.ndim != 1 or len(labels) != n_rows:
-            raise ModelInputError(
-                f"groups needs one label per row ({n_rows}), got shape {labels.shape}",
-                field="groups",
-            )
-        return labels
 
     def _select_items(
         self,
@@ -540,16 +530,8 @@ def _group_aucs(
         bads = int(y.sum())
         if bads < min_bads or len(y) - bads < min_bads:
             continue
-        out[str(label)] = _auc(-woe[mask], y)
+        out[str(label)] = float(roc_auc_score(y, -woe[mask]))
     return out
-
-
-def _auc(score: npt.NDArray[np.float64], y: npt.NDArray[np.int_]) -> float:
-    """Rank AUC (ties count half) of ``score`` for ``y == 1``."""
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    bads = int(y.sum())
-    goods = len(y) - bads
-    return float((ranks[y == 1].sum() - bads * (bads + 1) / 2) / (bads * goods))
 
 
 def _round_half_away(value: float) -> int:

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -137,6 +137,11 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
             cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
     finally:
         cursor.close()
+
+
+def _is_sqlite_file(database: str | None) -> TypeGuard[str]:
+    """Whether a SQLite database name is a plain file path (not in-memory, not a URI)."""
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -247,7 +252,7 @@ class QueuedWriterConnection(sqlite3.Connection):
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         name = os.fspath(database)
-        file_backed = name not in ("", ":memory:") and not name.startswith("file:")
+        file_backed = _is_sqlite_file(name)
         self.database_path = os.path.abspath(name) if file_backed else None
         self.writer_lock_path = name + ".writer" if file_backed else None
         self.writer_lock_fd: int | None = None
@@ -320,7 +325,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if _is_sqlite_file(database):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("check_same_thread", False)
@@ -402,11 +407,7 @@ def _one_upgrade_at_a_time(url: str) -> Iterator[None]:
     parsed = sa.engine.make_url(url)
     backend = parsed.get_backend_name()
     database = parsed.database or ""
-    if (
-        backend == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-    ):
+    if backend == "sqlite" and _is_sqlite_file(database):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(database + ".upgrade", os.O_RDWR | os.O_CREAT, 0o600)
         try:
